@@ -1,0 +1,255 @@
+//! Records → WriteRecords requests: collision nudging, ≤100-record batches,
+//! CommonAttributes, metered-size estimate.
+//!
+//! Batching is a pure function of the record sequence: request N of an input
+//! is always the same request, which is what lets the Lambda resume a large
+//! object by re-reading it and skipping the requests already confirmed.
+
+use crate::convert::{fnv1a, FNV_OFFSET};
+use crate::model::{limits, DataModel, Dimension, Record, Values, WriteRequest};
+use crate::report::RunReport;
+use std::collections::BTreeMap;
+
+/// Default span of record times kept for collision detection.
+pub const DEFAULT_COLLISION_WINDOW_SECS: u64 = 120;
+
+/// Makes sure no two records share dimensions, measure name and time with
+/// different values (Timestream rejects the second one). Real k6 output has
+/// such pairs even at ns precision (two requests of one VU finishing in the
+/// same clock tick with identical tags). The later record moves by +1 ns, as
+/// often as needed; identical records are left alone (Timestream treats them
+/// as duplicates).
+///
+/// Trade-off: memory must not grow with the input, so only records within
+/// `window` of the newest time seen are remembered. k6 writes samples in
+/// roughly time order (its JSON output flushes about every second), so a
+/// window of minutes catches every real collision; a record older than the
+/// window is counted as `collision_window_misses` rather than checked.
+pub struct CollisionGuard {
+    window_ns: i64,
+    max_time: i64,
+    /// time → (series hash, value hash) of the records seen at that time.
+    by_time: BTreeMap<i64, Vec<(u64, u64)>>,
+}
+
+impl CollisionGuard {
+    pub fn new(window_secs: u64) -> Self {
+        Self { window_ns: (window_secs as i64).saturating_mul(1_000_000_000), max_time: i64::MIN, by_time: BTreeMap::new() }
+    }
+
+    fn hashes(r: &Record) -> (u64, u64) {
+        let mut s = FNV_OFFSET;
+        for d in &r.dimensions {
+            s = fnv1a(d.name.as_bytes(), s);
+            s = fnv1a(&[0], s);
+            s = fnv1a(d.value.as_bytes(), s);
+            s = fnv1a(&[1], s);
+        }
+        s = fnv1a(r.measure_name.as_bytes(), s);
+        let mut v = FNV_OFFSET;
+        match &r.values {
+            Values::Single(x) => v = fnv1a(x.as_bytes(), v),
+            Values::Multi(m) => {
+                // Timestream compares measure sets, not their order.
+                let mut sorted: Vec<_> = m.iter().collect();
+                sorted.sort();
+                for (n, x) in sorted {
+                    v = fnv1a(n.as_bytes(), v);
+                    v = fnv1a(&[0], v);
+                    v = fnv1a(x.as_bytes(), v);
+                    v = fnv1a(&[1], v);
+                }
+            }
+        }
+        (s, v)
+    }
+
+    /// Adjusts `r.time_ns` if needed.
+    pub fn admit(&mut self, r: &mut Record, report: &mut RunReport) {
+        if self.max_time != i64::MIN && r.time_ns < self.max_time.saturating_sub(self.window_ns) {
+            report.collision_window_misses += 1;
+            return;
+        }
+        let (series, value) = Self::hashes(r);
+        let mut moved = false;
+        loop {
+            let at = self.by_time.entry(r.time_ns).or_default();
+            match at.iter().find(|(s, _)| *s == series) {
+                None => {
+                    at.push((series, value));
+                    break;
+                }
+                Some((_, v)) if *v == value => break,
+                Some(_) => {
+                    r.time_ns += 1;
+                    moved = true;
+                }
+            }
+        }
+        if moved {
+            report.nudged += 1;
+        }
+        if r.time_ns > self.max_time {
+            self.max_time = r.time_ns;
+            let floor = self.max_time.saturating_sub(self.window_ns);
+            while let Some((&t, _)) = self.by_time.first_key_value() {
+                if t >= floor {
+                    break;
+                }
+                self.by_time.pop_first();
+            }
+        }
+    }
+}
+
+/// Groups records into requests of at most 100.
+pub struct Batcher {
+    model: DataModel,
+    seq: u64,
+    pending: Vec<Record>,
+    guard: CollisionGuard,
+}
+
+impl Batcher {
+    pub fn new(model: DataModel, collision_window_secs: u64) -> Self {
+        Self {
+            model,
+            seq: 0,
+            pending: Vec::with_capacity(limits::MAX_RECORDS_PER_REQUEST),
+            guard: CollisionGuard::new(collision_window_secs),
+        }
+    }
+
+    /// Adds a record; returns a request when one is full.
+    pub fn push(&mut self, mut r: Record, report: &mut RunReport) -> Option<WriteRequest> {
+        self.guard.admit(&mut r, report);
+        report.records += 1;
+        self.pending.push(r);
+        if self.pending.len() == limits::MAX_RECORDS_PER_REQUEST {
+            Some(self.take(report))
+        } else {
+            None
+        }
+    }
+
+    /// The last, partial request.
+    pub fn finish(&mut self, report: &mut RunReport) -> Option<WriteRequest> {
+        (!self.pending.is_empty()).then(|| self.take(report))
+    }
+
+    fn take(&mut self, report: &mut RunReport) -> WriteRequest {
+        let records = std::mem::replace(&mut self.pending, Vec::with_capacity(limits::MAX_RECORDS_PER_REQUEST));
+        let req = build_request(self.seq, self.model, records);
+        self.seq += 1;
+        report.batches += 1;
+        let (event, metered) = estimate_write_bytes(&req);
+        report.estimated_event_bytes += event;
+        report.estimated_write_bytes += metered;
+        req
+    }
+}
+
+/// Hoists what every record shares into CommonAttributes. Records keep their
+/// full dimension lists (the dead-letter sink wants whole records); the
+/// request encoders leave out the common ones.
+pub fn build_request(seq: u64, model: DataModel, records: Vec<Record>) -> WriteRequest {
+    let mut common: Vec<Dimension> = records.first().map(|r| r.dimensions.clone()).unwrap_or_default();
+    for r in records.iter().skip(1) {
+        common.retain(|d| r.dimensions.binary_search(d).is_ok());
+        if common.is_empty() {
+            break;
+        }
+    }
+    let first = records.first().map(|r| r.measure_name.as_str());
+    let common_measure_name = first
+        .filter(|m| records.iter().all(|r| r.measure_name == *m))
+        .map(str::to_owned);
+    WriteRequest { seq, model, common_dimensions: common, common_measure_name, records }
+}
+
+/// Is `d` one of the request's common dimensions (sorted)?
+pub fn is_common(req: &WriteRequest, d: &Dimension) -> bool {
+    req.common_dimensions.binary_search(d).is_ok()
+}
+
+/// Estimated metered write size: (event bytes, event bytes rounded up to
+/// the 1 KiB metering unit). Per the Timestream pricing page: 8 B per
+/// timestamp, UTF-8 bytes of dimension names and values and measure names,
+/// 8 B per DOUBLE; common attributes are counted once per request.
+pub fn estimate_write_bytes(req: &WriteRequest) -> (u64, u64) {
+    let mut b: u64 = req.common_dimensions.iter().map(|d| (d.name.len() + d.value.len()) as u64).sum();
+    if let Some(m) = &req.common_measure_name {
+        b += m.len() as u64;
+    }
+    for r in &req.records {
+        b += limits::TIME_BYTES;
+        for d in &r.dimensions {
+            if !is_common(req, d) {
+                b += (d.name.len() + d.value.len()) as u64;
+            }
+        }
+        if req.common_measure_name.is_none() {
+            b += r.measure_name.len() as u64;
+        }
+        b += match &r.values {
+            Values::Single(_) => limits::DOUBLE_BYTES,
+            Values::Multi(m) => m.iter().map(|(n, _)| n.len() as u64 + limits::DOUBLE_BYTES).sum(),
+        };
+    }
+    (b, b.div_ceil(limits::METER_UNIT) * limits::METER_UNIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(dims: &[(&str, &str)], t: i64, v: &str) -> Record {
+        Record {
+            dimensions: dims.iter().map(|(n, v)| Dimension { name: n.to_string(), value: v.to_string() }).collect(),
+            measure_name: "m".into(),
+            values: Values::Single(v.into()),
+            time_ns: t,
+            lines: vec![1],
+        }
+    }
+
+    #[test]
+    fn nudges_conflicts_not_duplicates() {
+        let mut g = CollisionGuard::new(60);
+        let mut rep = RunReport::default();
+        let mut a = rec(&[("a", "1")], 10, "1");
+        let mut b = rec(&[("a", "1")], 10, "2");
+        let mut c = rec(&[("a", "1")], 10, "1");
+        let mut d = rec(&[("a", "1")], 10, "3");
+        let mut e = rec(&[("a", "2")], 10, "9");
+        for r in [&mut a, &mut b, &mut c, &mut d, &mut e] {
+            g.admit(r, &mut rep);
+        }
+        assert_eq!([a.time_ns, b.time_ns, c.time_ns, d.time_ns, e.time_ns], [10, 11, 10, 12, 10]);
+        assert_eq!(rep.nudged, 2);
+    }
+
+    #[test]
+    fn window_bounds_memory() {
+        let mut g = CollisionGuard::new(1);
+        let mut rep = RunReport::default();
+        for i in 0..10_000i64 {
+            let mut r = rec(&[("a", "1")], i * 10_000_000, "1");
+            g.admit(&mut r, &mut rep);
+        }
+        assert!(g.by_time.len() <= 101, "{}", g.by_time.len());
+        let mut late = rec(&[("a", "1")], 0, "2");
+        g.admit(&mut late, &mut rep);
+        assert_eq!(rep.collision_window_misses, 1);
+    }
+
+    #[test]
+    fn common_attributes_and_estimate() {
+        let recs = vec![rec(&[("a", "1"), ("b", "x")], 1, "1"), rec(&[("a", "1"), ("b", "y")], 2, "2")];
+        let req = build_request(0, DataModel::Single, recs);
+        assert_eq!(req.common_dimensions, vec![Dimension { name: "a".into(), value: "1".into() }]);
+        assert_eq!(req.common_measure_name.as_deref(), Some("m"));
+        // common: a1 (2) + m (1); records: 2 × (8 + "bx"/"by" 2 + 8)
+        assert_eq!(estimate_write_bytes(&req), (3 + 2 * 18, 1024));
+    }
+}

@@ -1,0 +1,67 @@
+//! `k6-timestream convert`: the pure core on the command line.
+
+use super::{exit, write_summary, ConversionArgs};
+use crate::input::Progress;
+use crate::pipeline;
+use crate::source::open_local;
+use clap::Args;
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ConvertCmd {
+    #[command(flatten)]
+    pub conv: ConversionArgs,
+    /// DatabaseName written into each request.
+    #[arg(long, default_value = "k6")]
+    pub database: String,
+    /// TableName written into each request.
+    #[arg(long, default_value = "results")]
+    pub table: String,
+    /// k6 JSON output (plain or gzip, detected by content), or `-` for stdin.
+    pub input: String,
+}
+
+pub fn run(cmd: ConvertCmd) -> i32 {
+    let source = match open_local(&cmd.input) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FATAL;
+        }
+    };
+    let opts = cmd.conv.pipeline_options(&cmd.input);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut write_err: Option<std::io::Error> = None;
+    let outcome = pipeline::run(source, &cmd.input, &opts, Arc::new(Progress::default()), &mut |req, _| {
+        match crate::request_json::write_json(&mut out, &cmd.database, &cmd.table, &req) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_err = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    let flushed = out.flush();
+    let mut report = outcome.report;
+    if let Some(e) = write_err.or(flushed.err()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            report.error.get_or_insert_with(|| format!("writing stdout: {e}"));
+        }
+    }
+    eprintln!("{}", report.human());
+    if let Some(p) = &cmd.conv.summary_json {
+        if let Err(e) = write_summary(p, &report) {
+            eprintln!("error: writing {}: {e}", p.display());
+            return exit::FATAL;
+        }
+    }
+    debug_assert!(report.conversion_balanced());
+    if report.error.is_some() {
+        exit::FATAL
+    } else {
+        exit::OK
+    }
+}

@@ -1,0 +1,511 @@
+//! k6 points → Timestream records: naming rules, limits, multi-measure grouping.
+//!
+//! Every rule that changes or removes data is counted in the run report
+//! (`adjusted` for changes that keep the point, `dropped` for points that
+//! cannot be written), so nothing is lost silently:
+//!
+//! | situation | rule | report key |
+//! |---|---|---|
+//! | tag/metadata value empty | dimension left out (Timestream needs non-empty values) | `adjusted.dimension_empty_value_omitted` |
+//! | dimension name reserved (`time`, `measure_value`, `measure_name*`, `ts_*`) | renamed `tag_<name>` | `adjusted.dimension_renamed_reserved` |
+//! | dimension name equals a k6 metric (= measure) name | renamed `tag_<name>` | `adjusted.dimension_renamed_metric_clash` |
+//! | metadata key equals a tag key | metadata renamed `meta_<name>` | `adjusted.metadata_renamed_tag_clash` |
+//! | dimension name > 60 bytes | cut to 51 bytes + `_` + 8 hex digits of its hash (stays unique) | `adjusted.dimension_name_truncated` |
+//! | two dimensions end with the same name | first (by sorted original) kept | `adjusted.dimension_duplicate_omitted` |
+//! | dimension value > 2048 chars | cut to 2048 chars | `adjusted.dimension_value_truncated` |
+//! | > 128 dimensions | the first 128 by name kept | `adjusted.dimension_limit_exceeded` |
+//! | record > 2 KiB (metered size) | longest dimension values shortened until it fits | `adjusted.record_size_reduced` |
+//! | measure name reserved | renamed `k6_<name>` | `adjusted.measure_renamed_reserved` |
+//! | measure name > 256 bytes | cut + hash as for dimension names | `adjusted.measure_name_truncated` |
+//! | value NaN/±Inf | point dropped | `dropped.non_finite_value` |
+//! | time before 1970 or beyond i64 ns | point dropped | `dropped.time_out_of_range` |
+//!
+//! Values are written as Rust's shortest round-trip decimal text (`{}` of
+//! `f64`), never with a fixed precision: re-processing a file gives the same
+//! bytes, so Timestream treats a resend as a duplicate, not a conflict.
+
+use crate::k6::{MetricKind, Point};
+use crate::model::{limits, DataModel, Dimension, Record, Values};
+use crate::report::RunReport;
+use crate::time::TimeError;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+/// Default MeasureName of MULTI records. One constant name keeps queries
+/// simple (`WHERE measure_name = 'k6'`, every metric is a column) and stable
+/// across k6 versions whatever order k6 emits a request's metrics in.
+pub const DEFAULT_MULTI_MEASURE_NAME: &str = "k6";
+
+/// The testid rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestId {
+    /// Derived from the input's file name (without `.json`, `.ndjson`, `.gz`).
+    FromInput,
+    Fixed(String),
+    Off,
+}
+
+impl TestId {
+    /// The value to add for input `name`, if any.
+    pub fn resolve(&self, name: &str) -> Option<String> {
+        match self {
+            TestId::FromInput => Some(derive_testid(name)),
+            TestId::Fixed(v) => Some(v.clone()),
+            TestId::Off => None,
+        }
+    }
+}
+
+/// `s3://b/runs/checkout 1.json.gz` → `checkout 1`.
+pub fn derive_testid(name: &str) -> String {
+    let mut base = name.rsplit('/').next().unwrap_or(name);
+    loop {
+        let before = base;
+        for suf in [".gz", ".json", ".ndjson", ".jsonl"] {
+            if base.len() > suf.len() && base.to_ascii_lowercase().ends_with(suf) {
+                base = &base[..base.len() - suf.len()];
+            }
+        }
+        if before == base {
+            break;
+        }
+    }
+    if base.is_empty() || base == "-" {
+        "stdin".to_owned()
+    } else {
+        base.to_owned()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub model: DataModel,
+    /// Resolved testid value (added when a point has no `testid` tag).
+    pub testid: Option<String>,
+    /// `--dimension K=V`: added to every record; a point's own tag of the
+    /// same name wins.
+    pub extra_dimensions: Vec<(String, String)>,
+    pub multi_measure_name: String,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self {
+            model: DataModel::Multi,
+            testid: None,
+            extra_dimensions: Vec::new(),
+            multi_measure_name: DEFAULT_MULTI_MEASURE_NAME.to_owned(),
+        }
+    }
+}
+
+/// Deterministic shortest round-trip text of a finite f64.
+pub fn format_value(v: f64) -> String {
+    // `{}` prints the shortest digits that round-trip, without exponent.
+    let mut s = format!("{v}");
+    if s == "-0" {
+        s = "0".to_owned();
+    }
+    s
+}
+
+/// FNV-1a 64: stable across platforms and releases (used in names and for
+/// collision keys, so it must never change with the toolchain).
+pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if s.len() <= max {
+        return s.len();
+    }
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Shortens `name` to at most `max` bytes, keeping it unique with a hash of
+/// the full name.
+fn shorten_name(name: &str, max: usize) -> String {
+    let h = fnv1a(name.as_bytes(), FNV_OFFSET);
+    let keep = floor_char_boundary(name, max - 9);
+    format!("{}_{:08x}", &name[..keep], h as u32)
+}
+
+fn is_reserved(name: &str) -> bool {
+    let l = name.to_ascii_lowercase();
+    l == "time" || l == "measure_value" || l.starts_with("measure_name") || l.starts_with("ts_")
+}
+
+/// Cuts `v` to at most `max_chars` characters.
+fn truncate_chars(v: &mut String, max_chars: usize) -> bool {
+    if v.len() <= max_chars {
+        return false; // bytes ≥ chars
+    }
+    if let Some((i, _)) = v.char_indices().nth(max_chars) {
+        v.truncate(i);
+        true
+    } else {
+        false
+    }
+}
+
+struct Group {
+    time_ns: i64,
+    dims: Vec<Dimension>,
+    measures: Vec<(String, String)>,
+    lines: Vec<u64>,
+    /// Metered size so far.
+    size: usize,
+}
+
+/// Stateful converter: feed it points in input order.
+pub struct Converter {
+    opts: ConvertOptions,
+    kinds: HashMap<String, MetricKind>,
+    metric_names: HashSet<String>,
+    group: Option<Group>,
+}
+
+impl Converter {
+    pub fn new(opts: ConvertOptions) -> Self {
+        Self { opts, kinds: HashMap::new(), metric_names: HashSet::new(), group: None }
+    }
+
+    pub fn options(&self) -> &ConvertOptions {
+        &self.opts
+    }
+
+    /// A `Metric` definition line.
+    pub fn define_metric(&mut self, name: &str, kind: Option<MetricKind>) {
+        if let Some(k) = kind {
+            self.kinds.insert(name.to_owned(), k);
+        }
+        if !self.metric_names.contains(name) {
+            self.metric_names.insert(name.to_owned());
+        }
+    }
+
+    fn measure_name(&self, metric: &str, report: &mut RunReport) -> String {
+        let mut name = if is_reserved(metric) {
+            report.adjust("measure_renamed_reserved");
+            format!("k6_{metric}")
+        } else {
+            metric.to_owned()
+        };
+        if name.len() > limits::MAX_MEASURE_NAME_BYTES {
+            report.adjust("measure_name_truncated");
+            name = shorten_name(&name, limits::MAX_MEASURE_NAME_BYTES);
+        }
+        name
+    }
+
+    fn dim_name<'n>(&self, name: &'n str, metric: &str, report: &mut RunReport) -> Option<Cow<'n, str>> {
+        if name.is_empty() {
+            report.adjust("dimension_empty_name_omitted");
+            return None;
+        }
+        let mut n: Cow<str> = Cow::Borrowed(name);
+        if is_reserved(name) {
+            report.adjust("dimension_renamed_reserved");
+            n = Cow::Owned(format!("tag_{name}"));
+        } else if name == metric || self.metric_names.contains(name) {
+            report.adjust("dimension_renamed_metric_clash");
+            n = Cow::Owned(format!("tag_{name}"));
+        }
+        if n.len() > limits::MAX_DIMENSION_NAME_BYTES {
+            report.adjust("dimension_name_truncated");
+            n = Cow::Owned(shorten_name(&n, limits::MAX_DIMENSION_NAME_BYTES));
+        }
+        Some(n)
+    }
+
+    /// Builds the sorted, rule-abiding dimensions of a point.
+    fn dimensions(&self, p: &Point<'_>, report: &mut RunReport) -> Vec<Dimension> {
+        let mut dims: Vec<Dimension> = Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
+        let push = |dims: &mut Vec<Dimension>, name: Cow<str>, value: &str, report: &mut RunReport| {
+            let mut value = value.to_owned();
+            if truncate_chars(&mut value, limits::MAX_VALUE_CHARS) {
+                report.adjust("dimension_value_truncated");
+            }
+            dims.push(Dimension { name: name.into_owned(), value });
+        };
+        for (k, v) in &p.tags {
+            if v.is_empty() {
+                report.adjust("dimension_empty_value_omitted");
+                continue;
+            }
+            if let Some(n) = self.dim_name(k, &p.metric, report) {
+                push(&mut dims, n, v, report);
+            }
+        }
+        for (k, v) in &p.metadata {
+            if v.is_empty() {
+                report.adjust("dimension_empty_value_omitted");
+                continue;
+            }
+            let k: Cow<str> = if p.tags.iter().any(|(t, _)| t == k) {
+                report.adjust("metadata_renamed_tag_clash");
+                Cow::Owned(format!("meta_{k}"))
+            } else {
+                Cow::Borrowed(k)
+            };
+            if let Some(n) = self.dim_name(&k, &p.metric, report) {
+                push(&mut dims, n, v, report);
+            }
+        }
+        let has = |dims: &[Dimension], n: &str| dims.iter().any(|d| d.name == n);
+        if let Some(t) = &self.opts.testid {
+            if !has(&dims, "testid") && !t.is_empty() {
+                push(&mut dims, Cow::Borrowed("testid"), t, report);
+            }
+        }
+        for (k, v) in &self.opts.extra_dimensions {
+            if !has(&dims, k) && !v.is_empty() {
+                if let Some(n) = self.dim_name(k, &p.metric, report) {
+                    push(&mut dims, n, v, report);
+                }
+            }
+        }
+        dims.sort_unstable();
+        let before = dims.len();
+        dims.dedup_by(|b, a| a.name == b.name);
+        for _ in dims.len()..before {
+            report.adjust("dimension_duplicate_omitted");
+        }
+        if dims.len() > limits::MAX_DIMENSIONS {
+            report.adjust("dimension_limit_exceeded");
+            dims.truncate(limits::MAX_DIMENSIONS);
+        }
+        dims
+    }
+
+    /// Converts one point; records come out through `emit` (in MULTI mode a
+    /// record comes out when its group ends, see [`Converter::flush`]).
+    ///
+    /// `time` is the parsed `data.time` (syntax errors make the line a bad
+    /// line before it gets here, so only the range is judged).
+    pub fn push_point(
+        &mut self,
+        p: &Point<'_>,
+        time: Result<i64, TimeError>,
+        line: u64,
+        report: &mut RunReport,
+        emit: &mut dyn FnMut(Record),
+    ) {
+        report.points += 1;
+        let kind = self.kinds.get(&*p.metric).map_or("unknown", |k| k.as_str());
+        *report.points_by_kind.entry(kind.to_owned()).or_default() += 1;
+        if !self.metric_names.contains(&*p.metric) {
+            self.metric_names.insert(p.metric.to_string());
+        }
+        let time_ns = match time {
+            Ok(t) if t >= 0 => t,
+            _ => {
+                report.drop_point("time_out_of_range", line);
+                return;
+            }
+        };
+        if !p.value.is_finite() {
+            report.drop_point("non_finite_value", line);
+            return;
+        }
+        let value = format_value(p.value);
+        let measure = self.measure_name(&p.metric, report);
+        let mut dims = self.dimensions(p, report);
+        report.measures += 1;
+        match self.opts.model {
+            DataModel::Single => {
+                let fixed = limits::TIME_BYTES as usize + measure.len() + limits::DOUBLE_BYTES as usize;
+                fit_record(&mut dims, fixed, report);
+                emit(Record { dimensions: dims, measure_name: measure, values: Values::Single(value), time_ns, lines: vec![line] });
+            }
+            DataModel::Multi => {
+                let add = measure.len() + limits::DOUBLE_BYTES as usize;
+                if let Some(g) = &mut self.group {
+                    let same = g.time_ns == time_ns && g.dims == dims;
+                    if same
+                        && g.size + add <= limits::MAX_RECORD_BYTES
+                        && g.measures.len() < limits::MAX_MEASURES_PER_RECORD
+                        && !g.measures.iter().any(|(n, _)| *n == measure)
+                    {
+                        g.measures.push((measure, value));
+                        g.lines.push(line);
+                        g.size += add;
+                        return;
+                    }
+                }
+                self.flush(emit);
+                let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
+                fit_record(&mut dims, fixed, report);
+                let size = fixed + dims_bytes(&dims);
+                self.group = Some(Group { time_ns, dims, measures: vec![(measure, value)], lines: vec![line], size });
+            }
+        }
+    }
+
+    /// Emits the pending MULTI group, if any (end of input, or before a stop).
+    pub fn flush(&mut self, emit: &mut dyn FnMut(Record)) {
+        if let Some(g) = self.group.take() {
+            emit(Record {
+                dimensions: g.dims,
+                measure_name: self.opts.multi_measure_name.clone(),
+                values: Values::Multi(g.measures),
+                time_ns: g.time_ns,
+                lines: g.lines,
+            });
+        }
+    }
+}
+
+pub fn dims_bytes(dims: &[Dimension]) -> usize {
+    dims.iter().map(|d| d.name.len() + d.value.len()).sum()
+}
+
+/// Shortens the longest dimension values until `fixed + dims` fits the
+/// record size limit (long URLs: k6 copies them into both `url` and `name`).
+fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
+    let limit = limits::MAX_RECORD_BYTES;
+    if fixed + dims_bytes(dims) <= limit {
+        return;
+    }
+    report.adjust("record_size_reduced");
+    while fixed + dims_bytes(dims) > limit {
+        let excess = fixed + dims_bytes(dims) - limit;
+        let (i, longest) = dims.iter().enumerate().max_by_key(|(_, d)| d.value.len()).map(|(i, d)| (i, d.value.len())).unwrap_or((0, 0));
+        if dims.is_empty() {
+            break;
+        }
+        if longest > 1 {
+            let target = longest.saturating_sub(excess).max(1);
+            let cut = floor_char_boundary(&dims[i].value, target).max(dims[i].value.chars().next().map_or(1, char::len_utf8));
+            if cut < longest {
+                dims[i].value.truncate(cut);
+                continue;
+            }
+        }
+        // Values are already minimal: only names are left to give.
+        let (j, _) = dims.iter().enumerate().max_by_key(|(_, d)| d.name.len() + d.value.len()).unwrap();
+        dims.remove(j);
+        report.adjust("dimension_limit_exceeded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k6::{parse_line, Line};
+
+    fn point(line: &str) -> Point<'_> {
+        match parse_line(line).unwrap() {
+            Line::Point(p) => p,
+            _ => panic!(),
+        }
+    }
+
+    fn run(model: DataModel, lines: &[&str]) -> (Vec<Record>, RunReport) {
+        let mut c = Converter::new(ConvertOptions { model, testid: Some("t1".into()), ..Default::default() });
+        let mut rep = RunReport::default();
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let p = point(l);
+            let t = crate::time::parse_rfc3339_ns(&p.time);
+            c.push_point(&p, t, i as u64 + 1, &mut rep, &mut |r| out.push(r));
+        }
+        c.flush(&mut |r| out.push(r));
+        (out, rep)
+    }
+
+    #[test]
+    fn values_are_shortest_roundtrip() {
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(-0.0), "0");
+        assert_eq!(format_value(1e-7), "0.0000001");
+        assert_eq!(format_value(12.345678901234567), "12.345678901234567");
+        for v in [f64::MAX, f64::MIN_POSITIVE, 5e-324] {
+            let s = format_value(v);
+            assert_eq!(s.parse::<f64>().unwrap(), v);
+            assert!(s.len() <= limits::MAX_VALUE_CHARS);
+        }
+    }
+
+    #[test]
+    fn testid_derivation() {
+        assert_eq!(derive_testid("s3://b/runs/checkout 1.json.gz"), "checkout 1");
+        assert_eq!(derive_testid("results.JSON"), "results");
+        assert_eq!(derive_testid("a.ndjson.gz"), "a");
+        assert_eq!(derive_testid("-"), "stdin");
+        assert_eq!(derive_testid(".json"), ".json");
+    }
+
+    #[test]
+    fn multi_groups_consecutive_points_and_never_repeats_a_metric() {
+        let t = r#""time":"2024-03-01T11:34:05.5Z","tags":{"name":"a","status":"200"}"#;
+        let l1 = format!(r#"{{"type":"Point","metric":"http_reqs","data":{{{t},"value":1}}}}"#);
+        let l2 = format!(r#"{{"type":"Point","metric":"http_req_duration","data":{{{t},"value":2.5}}}}"#);
+        let l3 = format!(r#"{{"type":"Point","metric":"http_reqs","data":{{{t},"value":1}}}}"#);
+        let (recs, rep) = run(DataModel::Multi, &[&l1, &l2, &l3]);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].values, Values::Multi(vec![("http_reqs".into(), "1".into()), ("http_req_duration".into(), "2.5".into())]));
+        assert_eq!(recs[0].lines, vec![1, 2]);
+        assert_eq!(recs[0].measure_name, "k6");
+        assert_eq!(recs[1].lines, vec![3]);
+        assert_eq!(rep.measures, 3);
+        let names: Vec<_> = recs[0].dimensions.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["name", "status", "testid"]);
+    }
+
+    #[test]
+    fn naming_rules() {
+        let l = r#"{"type":"Point","metric":"time","data":{"time":"2024-03-01T11:34:05Z","value":1,"tags":{"time":"x","ts_a":"y","e":"","testid":"own","checks":"c"},"metadata":{"e":"m","vu":"1"}}}"#;
+        let mut c = Converter::new(ConvertOptions { model: DataModel::Single, testid: Some("t1".into()), ..Default::default() });
+        c.define_metric("checks", Some(MetricKind::Rate));
+        let mut rep = RunReport::default();
+        let mut out = Vec::new();
+        let p = point(l);
+        c.push_point(&p, crate::time::parse_rfc3339_ns(&p.time), 1, &mut rep, &mut |r| out.push(r));
+        let r = &out[0];
+        assert_eq!(r.measure_name, "k6_time");
+        let dims: Vec<_> = r.dimensions.iter().map(|d| (d.name.as_str(), d.value.as_str())).collect();
+        assert_eq!(dims, [("meta_e", "m"), ("tag_checks", "c"), ("tag_time", "x"), ("tag_ts_a", "y"), ("testid", "own"), ("vu", "1")]);
+        assert_eq!(rep.adjusted["dimension_empty_value_omitted"], 1);
+        assert_eq!(rep.adjusted["dimension_renamed_reserved"], 2);
+        assert_eq!(rep.adjusted["dimension_renamed_metric_clash"], 1);
+        assert_eq!(rep.adjusted["measure_renamed_reserved"], 1);
+    }
+
+    #[test]
+    fn long_names_and_values_fit_limits() {
+        let long_name = "n".repeat(100);
+        let long_url = format!("http://x/?{}", "q".repeat(3000));
+        let l = format!(
+            r#"{{"type":"Point","metric":"m","data":{{"time":"2024-03-01T11:34:05Z","value":1,"tags":{{"{long_name}":"v","url":"{long_url}","name":"{long_url}"}}}}}}"#
+        );
+        for model in [DataModel::Single, DataModel::Multi] {
+            let (recs, rep) = run(model, &[&l]);
+            let r = &recs[0];
+            assert!(r.dimensions.iter().all(|d| d.name.len() <= 60 && !d.value.is_empty() && d.value.chars().count() <= 2048));
+            let size = 8 + dims_bytes(&r.dimensions) + r.measure_name.len() + 1 + 8;
+            assert!(size <= limits::MAX_RECORD_BYTES + 2, "{size}");
+            assert_eq!(rep.adjusted["dimension_name_truncated"], 1);
+            assert!(rep.adjusted["record_size_reduced"] >= 1);
+        }
+    }
+
+    #[test]
+    fn drops_are_counted() {
+        let l = r#"{"type":"Point","metric":"m","data":{"time":"1969-03-01T11:34:05Z","value":1}}"#;
+        let (recs, rep) = run(DataModel::Single, &[l]);
+        assert!(recs.is_empty());
+        assert_eq!(rep.dropped["time_out_of_range"], 1);
+        assert!(rep.conversion_balanced());
+    }
+}

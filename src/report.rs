@@ -1,0 +1,212 @@
+//! The run report: one schema for `convert`, `ingest` and the Lambda.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How many first line numbers are kept per reason.
+pub const FIRST_LINES_KEPT: usize = 10;
+
+/// Counter by reason, plus the first few input line numbers per reason so a
+/// user can look at the offending lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCounts {
+    #[serde(flatten)]
+    pub counts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstLines {
+    #[serde(flatten)]
+    pub lines: BTreeMap<String, Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunReport {
+    /// What was read: a path, `-`, or `s3://bucket/key`.
+    pub input: String,
+    pub model: String,
+    /// Whether the input was gzip (detected by magic bytes).
+    pub gzip: bool,
+    /// Bytes read from the source (compressed size for gzip input).
+    pub bytes_read: u64,
+    /// Bytes of NDJSON after decompression.
+    pub bytes_decompressed: u64,
+    /// Lines seen, blank ones included.
+    pub lines: u64,
+    pub blank_lines: u64,
+    pub metric_definitions: u64,
+    /// Valid `Point` lines.
+    pub points: u64,
+    /// Points by k6 metric kind (`unknown` when no `Metric` line defined it).
+    pub points_by_kind: BTreeMap<String, u64>,
+    /// Measures in the produced records. Invariant: `points = measures + Σ dropped`.
+    pub measures: u64,
+    pub records: u64,
+    /// WriteRecords requests produced.
+    pub batches: u64,
+    /// Bad lines, by reason: they are not points.
+    pub skipped: BTreeMap<String, u64>,
+    pub skipped_first_lines: BTreeMap<String, Vec<u64>>,
+    /// Lines of a `type` this tool does not know, by type.
+    pub ignored: BTreeMap<String, u64>,
+    /// Valid points that cannot be written, by reason.
+    pub dropped: BTreeMap<String, u64>,
+    pub dropped_first_lines: BTreeMap<String, Vec<u64>>,
+    /// Changes made to fit Timestream's rules (renames, truncations), by rule.
+    pub adjusted: BTreeMap<String, u64>,
+    /// Records moved by +1 ns (repeatedly if needed) because another record
+    /// with the same dimensions, measure name and time had other values.
+    pub nudged: u64,
+    /// Records older than the collision window when they arrived: they could
+    /// not be checked for collisions (Timestream may reject them).
+    pub collision_window_misses: u64,
+    /// Estimated metered write bytes (per request, rounded up to 1 KiB).
+    pub estimated_write_bytes: u64,
+    /// The same before rounding.
+    pub estimated_event_bytes: u64,
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
+
+    // Writer (ingest / Lambda)
+    pub written_records: u64,
+    pub written_measures: u64,
+    pub rejected_records: u64,
+    pub rejected_measures: u64,
+    /// Record-level rejections by reason.
+    pub rejected_reasons: BTreeMap<String, u64>,
+    pub retries: u64,
+    /// Requests split to isolate records after a ValidationException.
+    pub splits: u64,
+    /// Records sent to the dead-letter sink (rejected, invalid, or never
+    /// written because retries ran out).
+    pub dead_lettered: u64,
+    pub dead_lettered_measures: u64,
+    /// Where the dead letters went.
+    pub dead_letter_location: Option<String>,
+    /// Requests not sent because an earlier invocation confirmed them.
+    pub batches_skipped: u64,
+    pub batches_written: u64,
+
+    // Lambda
+    pub continuations: u64,
+    pub continued: bool,
+    pub seconds: f64,
+
+    /// Whether the input was read to its end.
+    pub complete: bool,
+    /// The fatal error that ended the run early, if any.
+    pub error: Option<String>,
+}
+
+impl RunReport {
+    pub fn skip(&mut self, reason: &str, line: u64) {
+        bump(&mut self.skipped, &mut self.skipped_first_lines, reason, line);
+    }
+    pub fn drop_point(&mut self, reason: &str, line: u64) {
+        bump(&mut self.dropped, &mut self.dropped_first_lines, reason, line);
+    }
+    pub fn adjust(&mut self, rule: &str) {
+        *self.adjusted.entry(rule.to_owned()).or_default() += 1;
+    }
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// `points = measures + Σ dropped` (checked in tests and by the CLI).
+    pub fn conversion_balanced(&self) -> bool {
+        self.points == self.measures + self.dropped_total()
+    }
+
+    /// Every measure produced was written or dead-lettered.
+    pub fn delivery_balanced(&self) -> bool {
+        self.measures == self.written_measures + self.dead_lettered_measures
+    }
+
+    /// Adds the writer-side counters of an earlier invocation (Lambda
+    /// continuations): the conversion side is recomputed by re-reading.
+    pub fn add_carried(&mut self, c: &RunReport) {
+        self.written_records += c.written_records;
+        self.written_measures += c.written_measures;
+        self.rejected_records += c.rejected_records;
+        self.rejected_measures += c.rejected_measures;
+        for (k, v) in &c.rejected_reasons {
+            *self.rejected_reasons.entry(k.clone()).or_default() += v;
+        }
+        self.retries += c.retries;
+        self.splits += c.splits;
+        self.dead_lettered += c.dead_lettered;
+        self.dead_lettered_measures += c.dead_lettered_measures;
+        self.batches_written += c.batches_written;
+        self.seconds += c.seconds;
+        if self.dead_letter_location.is_none() {
+            self.dead_letter_location.clone_from(&c.dead_letter_location);
+        }
+    }
+
+    /// A short human summary (stderr of the CLI).
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "{}: {} lines, {} points -> {} measures in {} records, {} requests (~{} KiB metered)",
+            self.input,
+            self.lines,
+            self.points,
+            self.measures,
+            self.records,
+            self.batches,
+            self.estimated_write_bytes / 1024
+        );
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        };
+        if !self.skipped.is_empty() {
+            s += &format!("\n  skipped lines: {}", list(&self.skipped));
+            for (k, v) in &self.skipped_first_lines {
+                s += &format!("\n    {k} first at lines {v:?}");
+            }
+        }
+        if !self.dropped.is_empty() {
+            s += &format!("\n  dropped points: {}", list(&self.dropped));
+        }
+        if !self.adjusted.is_empty() {
+            s += &format!("\n  adjusted: {}", list(&self.adjusted));
+        }
+        if self.nudged > 0 {
+            s += &format!("\n  timestamp collisions resolved by +1ns: {}", self.nudged);
+        }
+        if self.written_records + self.dead_lettered > 0 || self.batches_written > 0 {
+            s += &format!(
+                "\n  written: {} records / {} measures; rejected: {} records; dead-lettered: {} records / {} measures; retries: {}",
+                self.written_records,
+                self.written_measures,
+                self.rejected_records,
+                self.dead_lettered,
+                self.dead_lettered_measures,
+                self.retries
+            );
+            if !self.rejected_reasons.is_empty() {
+                s += &format!("\n  rejected reasons: {}", list(&self.rejected_reasons));
+            }
+            if let Some(l) = &self.dead_letter_location {
+                if self.dead_lettered > 0 {
+                    s += &format!("\n  dead letters: {l}");
+                }
+            }
+        }
+        if let Some(e) = &self.error {
+            s += &format!("\n  ERROR: {e}");
+        }
+        s
+    }
+}
+
+fn bump(counts: &mut BTreeMap<String, u64>, first: &mut BTreeMap<String, Vec<u64>>, reason: &str, line: u64) {
+    *counts.entry(reason.to_owned()).or_default() += 1;
+    let v = first.entry(reason.to_owned()).or_default();
+    if v.len() < FIRST_LINES_KEPT {
+        v.push(line);
+    }
+}
