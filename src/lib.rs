@@ -8,12 +8,16 @@
 
 pub mod batch;
 pub mod convert;
+pub mod ingest;
 pub mod input;
 pub mod k6;
+pub mod lambda;
 pub mod model;
 pub mod pipeline;
 pub mod report;
 pub mod request_json;
 pub mod time;
 pub mod cli;
+pub mod s3;
 pub mod source;
+pub mod writer;

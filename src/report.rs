@@ -6,25 +6,18 @@ use std::collections::BTreeMap;
 /// How many first line numbers are kept per reason.
 pub const FIRST_LINES_KEPT: usize = 10;
 
-/// Counter by reason, plus the first few input line numbers per reason so a
-/// user can look at the offending lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReasonCounts {
-    #[serde(flatten)]
-    pub counts: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirstLines {
-    #[serde(flatten)]
-    pub lines: BTreeMap<String, Vec<u64>>,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunReport {
     /// What was read: a path, `-`, or `s3://bucket/key`.
     pub input: String,
+    /// S3 object version read (Lambda / s3:// input), when versioned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Lambda: `complete`, `continued`, `skipped`, `not_found`, `replaced`,
+    /// `failed`, `chain_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
     pub model: String,
     /// Whether the input was gzip (detected by magic bytes).
     pub gzip: bool,

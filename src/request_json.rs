@@ -94,3 +94,28 @@ pub fn write_json<W: std::io::Write>(w: &mut W, database: &str, table: &str, req
     serde_json::to_writer(&mut *w, &body)?;
     w.write_all(b"\n")
 }
+
+/// One record as a self-contained Timestream `Record` JSON value (all
+/// dimensions, MeasureValueType and TimeUnit included): what a dead letter
+/// carries so it can be re-sent as is.
+pub fn record_value(model: DataModel, r: &crate::model::Record) -> serde_json::Value {
+    use serde_json::json;
+    let dims: Vec<_> = r.dimensions.iter().map(|d| json!({"Name": d.name, "Value": d.value, "DimensionValueType": "VARCHAR"})).collect();
+    let mut v = json!({
+        "Dimensions": dims,
+        "MeasureName": r.measure_name,
+        "Time": r.time_ns.to_string(),
+        "TimeUnit": "NANOSECONDS",
+    });
+    match (&r.values, model) {
+        (Values::Single(x), _) => {
+            v["MeasureValue"] = json!(x);
+            v["MeasureValueType"] = json!("DOUBLE");
+        }
+        (Values::Multi(m), _) => {
+            v["MeasureValues"] = m.iter().map(|(n, x)| json!({"Name": n, "Value": x, "Type": "DOUBLE"})).collect();
+            v["MeasureValueType"] = json!("MULTI");
+        }
+    }
+    v
+}

@@ -1,1 +1,29 @@
-fn main(){}
+//! The Lambda binary: wiring only (configuration, clients, runtime).
+
+use k6_timestream::lambda::config::LambdaConfig;
+use k6_timestream::lambda::handler::{Handler, LambdaInvoker};
+use k6_timestream::s3::{S3Put, S3Source};
+use k6_timestream::writer::aws::{build_client, TimestreamWriter};
+use lambda_runtime::{service_fn, LambdaEvent};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    k6_timestream::lambda::init_tracing();
+    let cfg = LambdaConfig::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ts = build_client(&sdk, None).await?;
+    let s3 = k6_timestream::s3::build_client(&sdk);
+    let handler = Arc::new(Handler {
+        writer: Arc::new(TimestreamWriter::new(ts, cfg.database.clone(), cfg.table.clone())),
+        source: S3Source { client: s3.clone() },
+        put: S3Put { client: s3 },
+        invoker: LambdaInvoker { client: aws_sdk_lambda::Client::new(&sdk) },
+        cfg,
+    });
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
+        let h = handler.clone();
+        async move { h.handle(ev.payload, ev.context.deadline()).await.map_err(lambda_runtime::Error::from) }
+    }))
+    .await
+}

@@ -1,10 +1,190 @@
-//! `k6-timestream ingest` (see the writer module).
+//! `k6-timestream ingest`: convert and write to Timestream.
 
+use super::{exit, write_summary, ConversionArgs};
+use crate::ingest::{ingest, Live};
+use crate::s3::{parse_s3_url, ObjectRef, ObjectSource, S3Source};
+use crate::writer::aws::{build_client, TimestreamWriter};
+use crate::writer::dead_letter::FileSink;
+use crate::writer::retry::RetryPolicy;
+use crate::writer::{WriterConfig, DEFAULT_CONCURRENCY};
 use clap::Args;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
-pub struct IngestCmd {}
+pub struct IngestCmd {
+    #[command(flatten)]
+    pub conv: ConversionArgs,
+    /// Timestream database.
+    #[arg(long)]
+    pub database: String,
+    /// Timestream table.
+    #[arg(long)]
+    pub table: String,
+    /// Timestream Write endpoint (skips endpoint discovery); default from AWS_ENDPOINT_URL_TIMESTREAM_WRITE / AWS_ENDPOINT_URL.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region (default: the standard chain, e.g. AWS_REGION or the profile).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// WriteRecords calls in flight at most.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = parse_concurrency)]
+    pub concurrency: usize,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 20, value_name = "SECS")]
+    pub request_timeout_secs: u64,
+    /// Attempts per request (first included) for throttling, 5xx, timeouts, connection errors.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// Retries allowed across the whole run.
+    #[arg(long, default_value_t = 10_000)]
+    pub retry_budget: u64,
+    /// JSON-lines file for records that could not be written (default: ./<testid>.dead-letter.jsonl).
+    #[arg(long, value_name = "PATH")]
+    pub dead_letter: Option<PathBuf>,
+    /// Progress display: auto (bar on a terminal, periodic log lines otherwise), bar, log, none.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "bar", "log", "none"])]
+    pub progress: String,
+    /// k6 JSON output: a file, `-` for stdin, or s3://bucket/key.
+    pub input: String,
+}
 
-pub fn run(_cmd: IngestCmd) -> i32 {
-    super::exit::FATAL
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number from 1 to 1024, got {s:?}")),
+    }
+}
+
+pub fn run(cmd: IngestCmd) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    rt.block_on(run_async(cmd))
+}
+
+async fn run_async(cmd: IngestCmd) -> i32 {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = &cmd.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        eprintln!("error: no AWS region configured (set AWS_REGION or pass --region)");
+        return exit::FATAL;
+    }
+    let (source, size): (Box<dyn Read + Send>, Option<u64>) = if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
+        let src = S3Source { client: crate::s3::build_client(&sdk) };
+        match src.open(&ObjectRef { bucket, key, version_id: None, etag: None }).await {
+            Ok(o) => (Box::new(tokio_util::io::SyncIoBridge::new(o.body)), o.size),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FATAL;
+            }
+        }
+    } else {
+        let size = std::fs::metadata(&cmd.input).ok().filter(|m| m.is_file()).map(|m| m.len());
+        match crate::source::open_local(&cmd.input) {
+            Ok(s) => (s, size),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FATAL;
+            }
+        }
+    };
+    let client = match build_client(&sdk, cmd.endpoint_url.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FATAL;
+        }
+    };
+    let popts = cmd.conv.pipeline_options(&cmd.input);
+    let dl_path = cmd.dead_letter.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("{}.dead-letter.jsonl", crate::convert::derive_testid(&cmd.input)))
+    });
+    let dlq = Arc::new(FileSink::new(dl_path));
+    let wcfg = WriterConfig {
+        concurrency: cmd.concurrency,
+        request_timeout: Duration::from_secs(cmd.request_timeout_secs.max(1)),
+        retry: RetryPolicy { max_attempts: cmd.max_attempts, ..RetryPolicy::default() },
+        retry_budget: cmd.retry_budget,
+        skip_batches: 0,
+        hard_deadline: None,
+    };
+    let writer = Arc::new(TimestreamWriter::new(client, cmd.database.clone(), cmd.table.clone()));
+    let live = Live::default();
+    let display = spawn_progress(&cmd.progress, live.clone(), size);
+    let started = Instant::now();
+    let res = ingest(source, cmd.input.clone(), popts, writer, dlq, wcfg, live, Arc::new(|| false)).await;
+    display.abort();
+    let mut report = res.report;
+    report.seconds = started.elapsed().as_secs_f64();
+    eprintln!("{}", report.human());
+    if let Some(p) = &cmd.conv.summary_json {
+        if let Err(e) = write_summary(p, &report) {
+            eprintln!("error: writing {}: {e}", p.display());
+            return exit::FATAL;
+        }
+    }
+    if report.error.is_some() {
+        exit::FATAL
+    } else if report.dead_lettered > 0 || report.dropped_total() > 0 {
+        exit::DEAD_LETTERED
+    } else {
+        exit::OK
+    }
+}
+
+/// A bar on a terminal, a log line every 5 s otherwise.
+fn spawn_progress(mode: &str, live: Live, total: Option<u64>) -> tokio::task::JoinHandle<()> {
+    let bar = match mode {
+        "bar" => true,
+        "auto" => std::io::stderr().is_terminal(),
+        _ => false,
+    };
+    let quiet = mode == "none";
+    tokio::spawn(async move {
+        if quiet {
+            return;
+        }
+        let started = Instant::now();
+        let pb = bar.then(|| {
+            let pb = indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes}/{total_bytes} read {wide_msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            pb
+        });
+        let period = if bar { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        loop {
+            tokio::time::sleep(period).await;
+            let (read, _) = live.progress.read();
+            let s = &live.stats;
+            let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let written = g(&s.written_records);
+            let rate = written as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let msg = format!(
+                "{written} records written ({:.0}/s), {} rejected, {} dead-lettered, {} retries",
+                rate,
+                g(&s.rejected_records),
+                g(&s.dead_lettered),
+                g(&s.retries)
+            );
+            match &pb {
+                Some(pb) => {
+                    pb.set_position(read);
+                    pb.set_message(msg);
+                }
+                None => eprintln!("progress: {read} bytes read; {msg}"),
+            }
+        }
+    })
 }

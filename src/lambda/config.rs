@@ -1,0 +1,180 @@
+//! The function's configuration: environment variables, typed, read once at
+//! cold start. A bad variable is an init error that names it.
+
+use crate::batch::DEFAULT_COLLISION_WINDOW_SECS;
+use crate::convert::{TestId, DEFAULT_MULTI_MEASURE_NAME};
+use crate::input::{DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES};
+use crate::model::DataModel;
+use crate::writer::DEFAULT_CONCURRENCY;
+use std::time::Duration;
+
+pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
+pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaConfig {
+    pub database: String,
+    pub table: String,
+    pub model: DataModel,
+    pub concurrency: usize,
+    /// `K6TS_TESTID` (fixed) / `K6TS_TESTID_FROM` (`key` | `none`).
+    pub testid: TestId,
+    pub dimensions: Vec<(String, String)>,
+    pub suffixes: Vec<String>,
+    /// None: the object's own bucket.
+    pub dead_letter_bucket: Option<String>,
+    pub dead_letter_prefix: String,
+    /// 0 = none: run until the deadline margin.
+    pub work_budget: Duration,
+    pub safety_margin: Duration,
+    pub max_continuations: u32,
+    pub max_line_bytes: usize,
+    pub max_decompressed_bytes: u64,
+    pub measure_name: String,
+    pub collision_window_secs: u64,
+    pub request_timeout: Duration,
+    pub metrics_namespace: String,
+    /// Function to invoke for continuations (default: this function,
+    /// `AWS_LAMBDA_FUNCTION_NAME`).
+    pub self_function: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {var}: {msg}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub msg: String,
+}
+
+fn err(var: &'static str, msg: impl Into<String>) -> ConfigError {
+    ConfigError { var, msg: msg.into() }
+}
+
+impl LambdaConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads from any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |k: &'static str| get(k).ok_or_else(|| err(k, "is required"));
+        fn num<T: std::str::FromStr>(get: &dyn Fn(&str) -> Option<String>, k: &'static str, default: T, min: T) -> Result<T, ConfigError>
+        where
+            T: PartialOrd + std::fmt::Display + Copy,
+        {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => match v.parse::<T>() {
+                    Ok(n) if n >= min => Ok(n),
+                    _ => Err(err(k, format!("expected a number ≥ {min}, got {v:?}"))),
+                },
+            }
+        }
+        let model = match get("K6TS_MODEL") {
+            None => DataModel::Multi,
+            Some(v) => v.parse().map_err(|e: String| err("K6TS_MODEL", e))?,
+        };
+        let testid = match (get("K6TS_TESTID"), get("K6TS_TESTID_FROM").as_deref()) {
+            (Some(t), _) => TestId::Fixed(t),
+            (None, None | Some("key")) => TestId::FromInput,
+            (None, Some("none")) => TestId::Off,
+            (None, Some(o)) => return Err(err("K6TS_TESTID_FROM", format!("expected `key` or `none`, got {o:?}"))),
+        };
+        let dimensions = match get("K6TS_DIMENSIONS") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| crate::cli::parse_kv(p.trim()).map_err(|e| err("K6TS_DIMENSIONS", e)))
+                .collect::<Result<_, _>>()?,
+        };
+        let suffixes = match get("K6TS_SUFFIXES") {
+            None => DEFAULT_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        };
+        let g: &dyn Fn(&str) -> Option<String> = &get;
+        let concurrency = num(g, "K6TS_CONCURRENCY", DEFAULT_CONCURRENCY, 1)?;
+        if concurrency > 1024 {
+            return Err(err("K6TS_CONCURRENCY", "at most 1024"));
+        }
+        Ok(Self {
+            database: required("K6TS_DATABASE")?,
+            table: required("K6TS_TABLE")?,
+            model,
+            concurrency,
+            testid,
+            dimensions,
+            suffixes,
+            dead_letter_bucket: get("K6TS_DEAD_LETTER_BUCKET"),
+            dead_letter_prefix: get("K6TS_DEAD_LETTER_PREFIX").unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned()),
+            work_budget: Duration::from_secs_f64(num(g, "K6TS_WORK_BUDGET_SECONDS", 0.0, 0.0)?),
+            safety_margin: Duration::from_secs_f64(num(g, "K6TS_SAFETY_MARGIN_SECONDS", 60.0, 1.0)?),
+            max_continuations: num(g, "K6TS_MAX_CONTINUATIONS", 50, 0)?,
+            max_line_bytes: num(g, "K6TS_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES, 1024)?,
+            max_decompressed_bytes: num(g, "K6TS_MAX_DECOMPRESSED_BYTES", DEFAULT_MAX_DECOMPRESSED_BYTES, 1)?,
+            measure_name: get("K6TS_MEASURE_NAME").unwrap_or_else(|| DEFAULT_MULTI_MEASURE_NAME.to_owned()),
+            collision_window_secs: num(g, "K6TS_COLLISION_WINDOW_SECONDS", DEFAULT_COLLISION_WINDOW_SECS, 1)?,
+            request_timeout: Duration::from_secs(num(g, "K6TS_REQUEST_TIMEOUT_SECONDS", 20, 1)?),
+            metrics_namespace: get("K6TS_METRICS_NAMESPACE").unwrap_or_else(|| "k6-timestream".to_owned()),
+            self_function: get("K6TS_SELF_FUNCTION").or_else(|| get("AWS_LAMBDA_FUNCTION_NAME")),
+        })
+    }
+
+    /// Does this key look like k6 results (and not a dead letter)?
+    pub fn wants_key(&self, key: &str) -> bool {
+        if key.starts_with(&self.dead_letter_prefix) {
+            return false;
+        }
+        let lower = key.to_ascii_lowercase();
+        self.suffixes.iter().any(|s| lower.ends_with(&s.to_ascii_lowercase()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        LambdaConfig::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_required() {
+        assert_eq!(cfg(&[("K6TS_TABLE", "t")]).unwrap_err().var, "K6TS_DATABASE");
+        let c = cfg(&[("K6TS_DATABASE", "d"), ("K6TS_TABLE", "t")]).unwrap();
+        assert_eq!(c.model, DataModel::Multi);
+        assert_eq!(c.testid, TestId::FromInput);
+        assert_eq!(c.concurrency, DEFAULT_CONCURRENCY);
+        assert!(c.wants_key("runs/a.json.gz") && c.wants_key("a.JSON") && !c.wants_key("a.csv"));
+        assert!(!c.wants_key("k6-timestream-dead-letter/b/a.json"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let base = [("K6TS_DATABASE", "d"), ("K6TS_TABLE", "t")];
+        for (k, v) in [
+            ("K6TS_MODEL", "triple"),
+            ("K6TS_CONCURRENCY", "0"),
+            ("K6TS_CONCURRENCY", "lots"),
+            ("K6TS_TESTID_FROM", "path"),
+            ("K6TS_DIMENSIONS", "a=1,b"),
+            ("K6TS_WORK_BUDGET_SECONDS", "-1"),
+            ("K6TS_MAX_CONTINUATIONS", "x"),
+        ] {
+            let mut p = base.to_vec();
+            p.push((k, v));
+            let e = cfg(&p).unwrap_err();
+            assert_eq!(e.var, k, "{k}={v}");
+            assert!(e.to_string().contains(k));
+        }
+        let mut p = base.to_vec();
+        p.extend([("K6TS_DIMENSIONS", "env=ci, team=perf"), ("K6TS_TESTID_FROM", "none"), ("K6TS_MODEL", "single")]);
+        let c = cfg(&p).unwrap();
+        assert_eq!(c.dimensions, vec![("env".into(), "ci".into()), ("team".into(), "perf".into())]);
+        assert_eq!(c.testid, TestId::Off);
+        assert_eq!(c.model, DataModel::Single);
+    }
+}
