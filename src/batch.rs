@@ -8,7 +8,6 @@
 use crate::convert::{fnv1a, FNV_OFFSET};
 use crate::model::{limits, DataModel, Dimension, Record, Values, WriteRequest};
 use crate::report::RunReport;
-use std::collections::BTreeMap;
 
 /// Default span of record times kept for collision detection.
 pub const DEFAULT_COLLISION_WINDOW_SECS: u64 = 120;
@@ -28,13 +27,33 @@ pub const DEFAULT_COLLISION_WINDOW_SECS: u64 = 120;
 pub struct CollisionGuard {
     window_ns: i64,
     max_time: i64,
-    /// time → (series hash, value hash) of the records seen at that time.
-    by_time: BTreeMap<i64, Vec<(u64, u64)>>,
+    /// (time, series hash) → value hash of the records in the window.
+    seen: std::collections::HashMap<(i64, u64), u64, crate::convert::FnvBuild>,
+    /// The same keys in arrival order, for eviction. k6 output is nearly
+    /// time-ordered, so evicting from the front by time frees what left
+    /// the window; a slightly late key is evicted slightly late (safe).
+    order: std::collections::VecDeque<(i64, u64)>,
 }
 
 impl CollisionGuard {
     pub fn new(window_secs: u64) -> Self {
-        Self { window_ns: (window_secs as i64).saturating_mul(1_000_000_000), max_time: i64::MIN, by_time: BTreeMap::new() }
+        Self {
+            window_ns: i64::try_from(window_secs)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000_000),
+            max_time: i64::MIN,
+            seen: Default::default(),
+            order: Default::default(),
+        }
+    }
+
+    /// Records currently remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 
     fn hashes(r: &Record) -> (u64, u64) {
@@ -50,15 +69,14 @@ impl CollisionGuard {
         match &r.values {
             Values::Single(x) => v = fnv1a(x.as_bytes(), v),
             Values::Multi(m) => {
-                // Timestream compares measure sets, not their order.
-                let mut sorted: Vec<_> = m.iter().collect();
-                sorted.sort();
-                for (n, x) in sorted {
-                    v = fnv1a(n.as_bytes(), v);
-                    v = fnv1a(&[0], v);
-                    v = fnv1a(x.as_bytes(), v);
-                    v = fnv1a(&[1], v);
+                // Timestream compares measure sets, not their order: an
+                // order-independent combination of per-measure hashes.
+                let mut acc = 0u64;
+                for (n, x) in m {
+                    let h = fnv1a(x.as_bytes(), fnv1a(&[0], fnv1a(n.as_bytes(), FNV_OFFSET)));
+                    acc = acc.wrapping_add(h.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (h >> 29));
                 }
+                v = fnv1a(&acc.to_le_bytes(), v);
             }
         }
         (s, v)
@@ -71,18 +89,28 @@ impl CollisionGuard {
             return;
         }
         let (series, value) = Self::hashes(r);
+        let original = r.time_ns;
+        // +1 ns steps; at the last representable nanosecond (year 2262)
+        // there is no later one, so search downwards from the original.
+        let mut step: i64 = 1;
         let mut moved = false;
         loop {
-            let at = self.by_time.entry(r.time_ns).or_default();
-            match at.iter().find(|(s, _)| *s == series) {
+            match self.seen.get(&(r.time_ns, series)) {
                 None => {
-                    at.push((series, value));
+                    self.seen.insert((r.time_ns, series), value);
+                    self.order.push_back((r.time_ns, series));
                     break;
                 }
-                Some((_, v)) if *v == value => break,
+                Some(v) if *v == value => break,
                 Some(_) => {
-                    r.time_ns += 1;
                     moved = true;
+                    match r.time_ns.checked_add(step) {
+                        Some(t) => r.time_ns = t,
+                        None => {
+                            step = -1;
+                            r.time_ns = original - 1;
+                        }
+                    }
                 }
             }
         }
@@ -92,11 +120,12 @@ impl CollisionGuard {
         if r.time_ns > self.max_time {
             self.max_time = r.time_ns;
             let floor = self.max_time.saturating_sub(self.window_ns);
-            while let Some((&t, _)) = self.by_time.first_key_value() {
+            while let Some(&(t, s)) = self.order.front() {
                 if t >= floor {
                     break;
                 }
-                self.by_time.pop_first();
+                self.order.pop_front();
+                self.seen.remove(&(t, s));
             }
         }
     }
@@ -138,7 +167,10 @@ impl Batcher {
     }
 
     fn take(&mut self, report: &mut RunReport) -> WriteRequest {
-        let records = std::mem::replace(&mut self.pending, Vec::with_capacity(limits::MAX_RECORDS_PER_REQUEST));
+        let records = std::mem::replace(
+            &mut self.pending,
+            Vec::with_capacity(limits::MAX_RECORDS_PER_REQUEST),
+        );
         let req = build_request(self.seq, self.model, records);
         self.seq += 1;
         report.batches += 1;
@@ -153,7 +185,10 @@ impl Batcher {
 /// full dimension lists (the dead-letter sink wants whole records); the
 /// request encoders leave out the common ones.
 pub fn build_request(seq: u64, model: DataModel, records: Vec<Record>) -> WriteRequest {
-    let mut common: Vec<Dimension> = records.first().map(|r| r.dimensions.clone()).unwrap_or_default();
+    let mut common: Vec<Dimension> = records
+        .first()
+        .map(|r| r.dimensions.clone())
+        .unwrap_or_default();
     for r in records.iter().skip(1) {
         common.retain(|d| r.dimensions.binary_search(d).is_ok());
         if common.is_empty() {
@@ -164,7 +199,13 @@ pub fn build_request(seq: u64, model: DataModel, records: Vec<Record>) -> WriteR
     let common_measure_name = first
         .filter(|m| records.iter().all(|r| r.measure_name == *m))
         .map(str::to_owned);
-    WriteRequest { seq, model, common_dimensions: common, common_measure_name, records }
+    WriteRequest {
+        seq,
+        model,
+        common_dimensions: common,
+        common_measure_name,
+        records,
+    }
 }
 
 /// Is `d` one of the request's common dimensions (sorted)?
@@ -177,7 +218,11 @@ pub fn is_common(req: &WriteRequest, d: &Dimension) -> bool {
 /// timestamp, UTF-8 bytes of dimension names and values and measure names,
 /// 8 B per DOUBLE; common attributes are counted once per request.
 pub fn estimate_write_bytes(req: &WriteRequest) -> (u64, u64) {
-    let mut b: u64 = req.common_dimensions.iter().map(|d| (d.name.len() + d.value.len()) as u64).sum();
+    let mut b: u64 = req
+        .common_dimensions
+        .iter()
+        .map(|d| (d.name.len() + d.value.len()) as u64)
+        .sum();
     if let Some(m) = &req.common_measure_name {
         b += m.len() as u64;
     }
@@ -193,7 +238,10 @@ pub fn estimate_write_bytes(req: &WriteRequest) -> (u64, u64) {
         }
         b += match &r.values {
             Values::Single(_) => limits::DOUBLE_BYTES,
-            Values::Multi(m) => m.iter().map(|(n, _)| n.len() as u64 + limits::DOUBLE_BYTES).sum(),
+            Values::Multi(m) => m
+                .iter()
+                .map(|(n, _)| n.len() as u64 + limits::DOUBLE_BYTES)
+                .sum(),
         };
     }
     (b, b.div_ceil(limits::METER_UNIT) * limits::METER_UNIT)
@@ -205,7 +253,13 @@ mod tests {
 
     fn rec(dims: &[(&str, &str)], t: i64, v: &str) -> Record {
         Record {
-            dimensions: dims.iter().map(|(n, v)| Dimension { name: n.to_string(), value: v.to_string() }).collect(),
+            dimensions: dims
+                .iter()
+                .map(|(n, v)| Dimension {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
             measure_name: "m".into(),
             values: Values::Single(v.into()),
             time_ns: t,
@@ -225,7 +279,10 @@ mod tests {
         for r in [&mut a, &mut b, &mut c, &mut d, &mut e] {
             g.admit(r, &mut rep);
         }
-        assert_eq!([a.time_ns, b.time_ns, c.time_ns, d.time_ns, e.time_ns], [10, 11, 10, 12, 10]);
+        assert_eq!(
+            [a.time_ns, b.time_ns, c.time_ns, d.time_ns, e.time_ns],
+            [10, 11, 10, 12, 10]
+        );
         assert_eq!(rep.nudged, 2);
     }
 
@@ -237,7 +294,7 @@ mod tests {
             let mut r = rec(&[("a", "1")], i * 10_000_000, "1");
             g.admit(&mut r, &mut rep);
         }
-        assert!(g.by_time.len() <= 101, "{}", g.by_time.len());
+        assert!(g.len() <= 101, "{}", g.len());
         let mut late = rec(&[("a", "1")], 0, "2");
         g.admit(&mut late, &mut rep);
         assert_eq!(rep.collision_window_misses, 1);
@@ -245,9 +302,18 @@ mod tests {
 
     #[test]
     fn common_attributes_and_estimate() {
-        let recs = vec![rec(&[("a", "1"), ("b", "x")], 1, "1"), rec(&[("a", "1"), ("b", "y")], 2, "2")];
+        let recs = vec![
+            rec(&[("a", "1"), ("b", "x")], 1, "1"),
+            rec(&[("a", "1"), ("b", "y")], 2, "2"),
+        ];
         let req = build_request(0, DataModel::Single, recs);
-        assert_eq!(req.common_dimensions, vec![Dimension { name: "a".into(), value: "1".into() }]);
+        assert_eq!(
+            req.common_dimensions,
+            vec![Dimension {
+                name: "a".into(),
+                value: "1".into()
+            }]
+        );
         assert_eq!(req.common_measure_name.as_deref(), Some("m"));
         // common: a1 (2) + m (1); records: 2 × (8 + "bx"/"by" 2 + 8)
         assert_eq!(estimate_write_bytes(&req), (3 + 2 * 18, 1024));

@@ -120,6 +120,29 @@ pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 }
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// FNV-1a as a `Hasher` for the per-point metric-name lookups (short keys,
+/// no adversary: the input is the user's own k6 output).
+#[derive(Default, Clone, Copy)]
+pub struct FnvBuild;
+
+pub struct Fnv(u64);
+
+impl std::hash::BuildHasher for FnvBuild {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(FNV_OFFSET)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(bytes, self.0);
+    }
+}
+
 fn floor_char_boundary(s: &str, max: usize) -> usize {
     if s.len() <= max {
         return s.len();
@@ -139,9 +162,31 @@ fn shorten_name(name: &str, max: usize) -> String {
     format!("{}_{:08x}", &name[..keep], h as u32)
 }
 
-fn is_reserved(name: &str) -> bool {
-    let l = name.to_ascii_lowercase();
-    l == "time" || l == "measure_value" || l.starts_with("measure_name") || l.starts_with("ts_")
+/// Names Timestream reserves: `time`, and anything starting with
+/// `measure_value`, `measure_name` or `ts_` (case-insensitive).
+pub fn is_reserved(name: &str) -> bool {
+    let b = name.as_bytes();
+    let starts = |p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+    name.eq_ignore_ascii_case("time")
+        || starts(b"measure_value")
+        || starts(b"measure_name")
+        || starts(b"ts_")
+}
+
+/// Is `name` usable as the MeasureName of MULTI records?
+pub fn check_measure_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > limits::MAX_MEASURE_NAME_BYTES {
+        return Err(format!(
+            "measure name must be 1-{} bytes",
+            limits::MAX_MEASURE_NAME_BYTES
+        ));
+    }
+    if is_reserved(name) || name.contains(':') {
+        return Err(format!(
+            "{name:?} is reserved by Timestream or contains ':'"
+        ));
+    }
+    Ok(())
 }
 
 /// Cuts `v` to at most `max_chars` characters.
@@ -159,6 +204,9 @@ fn truncate_chars(v: &mut String, max_chars: usize) -> bool {
 
 struct Group {
     time_ns: i64,
+    /// The dimensions before the record-size rule, when it changed them
+    /// (what later points of the group are compared with).
+    raw_dims: Option<Vec<Dimension>>,
     dims: Vec<Dimension>,
     measures: Vec<(String, String)>,
     lines: Vec<u64>,
@@ -169,14 +217,25 @@ struct Group {
 /// Stateful converter: feed it points in input order.
 pub struct Converter {
     opts: ConvertOptions,
-    kinds: HashMap<String, MetricKind>,
-    metric_names: HashSet<String>,
+    kinds: HashMap<String, MetricKind, FnvBuild>,
+    metric_names: HashSet<String, FnvBuild>,
     group: Option<Group>,
 }
 
 impl Converter {
     pub fn new(opts: ConvertOptions) -> Self {
-        Self { opts, kinds: HashMap::new(), metric_names: HashSet::new(), group: None }
+        let mut metric_names: HashSet<String, FnvBuild> = HashSet::default();
+        if opts.model == DataModel::Multi {
+            // A dimension named like the MeasureName column value is refused
+            // by strict validators; keep clear of it.
+            metric_names.insert(opts.multi_measure_name.clone());
+        }
+        Self {
+            opts,
+            kinds: HashMap::default(),
+            metric_names,
+            group: None,
+        }
     }
 
     pub fn options(&self) -> &ConvertOptions {
@@ -193,32 +252,49 @@ impl Converter {
         }
     }
 
-    fn measure_name(&self, metric: &str, report: &mut RunReport) -> String {
-        let mut name = if is_reserved(metric) {
-            report.adjust("measure_renamed_reserved");
-            format!("k6_{metric}")
+    /// The measure name of a metric. Every name handed out is remembered,
+    /// so no dimension is ever given the name of a measure.
+    fn measure_name(&mut self, metric: &str, report: &mut RunReport) -> String {
+        let mut name = if metric.contains(':') {
+            report.adjust("measure_name_colon_replaced");
+            metric.replace(':', "_")
         } else {
             metric.to_owned()
         };
+        if is_reserved(&name) {
+            report.adjust("measure_renamed_reserved");
+            name = format!("k6_{name}");
+        }
         if name.len() > limits::MAX_MEASURE_NAME_BYTES {
             report.adjust("measure_name_truncated");
             name = shorten_name(&name, limits::MAX_MEASURE_NAME_BYTES);
         }
+        if name != metric && !self.metric_names.contains(&name) {
+            self.metric_names.insert(name.clone());
+        }
         name
     }
 
-    fn dim_name<'n>(&self, name: &'n str, metric: &str, report: &mut RunReport) -> Option<Cow<'n, str>> {
+    /// The dimension name for a tag/metadata key (None: left out).
+    fn dim_name<'n>(&self, name: &'n str, report: &mut RunReport) -> Option<Cow<'n, str>> {
         if name.is_empty() {
             report.adjust("dimension_empty_name_omitted");
             return None;
         }
         let mut n: Cow<str> = Cow::Borrowed(name);
-        if is_reserved(name) {
+        if name.contains(':') {
+            report.adjust("dimension_name_colon_replaced");
+            n = Cow::Owned(name.replace(':', "_"));
+        }
+        if is_reserved(&n) {
             report.adjust("dimension_renamed_reserved");
-            n = Cow::Owned(format!("tag_{name}"));
-        } else if name == metric || self.metric_names.contains(name) {
+            n = Cow::Owned(format!("tag_{n}"));
+        }
+        if self.metric_names.contains(&*n) {
             report.adjust("dimension_renamed_metric_clash");
-            n = Cow::Owned(format!("tag_{name}"));
+            while self.metric_names.contains(&*n) {
+                n = Cow::Owned(format!("tag_{n}"));
+            }
         }
         if n.len() > limits::MAX_DIMENSION_NAME_BYTES {
             report.adjust("dimension_name_truncated");
@@ -227,22 +303,38 @@ impl Converter {
         Some(n)
     }
 
-    /// Builds the sorted, rule-abiding dimensions of a point.
-    fn dimensions(&self, p: &Point<'_>, report: &mut RunReport) -> Vec<Dimension> {
-        let mut dims: Vec<Dimension> = Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
-        let push = |dims: &mut Vec<Dimension>, name: Cow<str>, value: &str, report: &mut RunReport| {
-            let mut value = value.to_owned();
-            if truncate_chars(&mut value, limits::MAX_VALUE_CHARS) {
+    /// Builds the sorted, rule-abiding dimensions of a point, borrowing
+    /// from the line where no rule changes them (the common case: most
+    /// points of a MULTI group then cost no dimension allocation at all).
+    fn dimensions<'p>(
+        &self,
+        p: &'p Point<'_>,
+        report: &mut RunReport,
+    ) -> Vec<(Cow<'p, str>, Cow<'p, str>)> {
+        let mut dims: Vec<(Cow<'p, str>, Cow<'p, str>)> =
+            Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
+        let push = |dims: &mut Vec<(Cow<'p, str>, Cow<'p, str>)>,
+                    name: Cow<'p, str>,
+                    value: &'p str,
+                    report: &mut RunReport| {
+            let value = if value.len() > limits::MAX_VALUE_CHARS
+                && value.chars().count() > limits::MAX_VALUE_CHARS
+            {
                 report.adjust("dimension_value_truncated");
-            }
-            dims.push(Dimension { name: name.into_owned(), value });
+                let mut v = value.to_owned();
+                truncate_chars(&mut v, limits::MAX_VALUE_CHARS);
+                Cow::Owned(v)
+            } else {
+                Cow::Borrowed(value)
+            };
+            dims.push((name, value));
         };
         for (k, v) in &p.tags {
             if v.is_empty() {
                 report.adjust("dimension_empty_value_omitted");
                 continue;
             }
-            if let Some(n) = self.dim_name(k, &p.metric, report) {
+            if let Some(n) = self.dim_name(k, report) {
                 push(&mut dims, n, v, report);
             }
         }
@@ -251,32 +343,37 @@ impl Converter {
                 report.adjust("dimension_empty_value_omitted");
                 continue;
             }
-            let k: Cow<str> = if p.tags.iter().any(|(t, _)| t == k) {
+            let n = if p.tags.iter().any(|(t, _)| t == k) {
                 report.adjust("metadata_renamed_tag_clash");
-                Cow::Owned(format!("meta_{k}"))
+                let renamed = format!("meta_{k}");
+                self.dim_name(&renamed, report)
+                    .map(|c| Cow::Owned(c.into_owned()))
             } else {
-                Cow::Borrowed(k)
+                self.dim_name(k, report)
             };
-            if let Some(n) = self.dim_name(&k, &p.metric, report) {
+            if let Some(n) = n {
                 push(&mut dims, n, v, report);
             }
         }
-        let has = |dims: &[Dimension], n: &str| dims.iter().any(|d| d.name == n);
+        // "Has a tag" is judged on the point's own keys, before renames.
+        let has = |n: &str| p.tags.iter().any(|(k, v)| k == n && !v.is_empty());
         if let Some(t) = &self.opts.testid {
-            if !has(&dims, "testid") && !t.is_empty() {
-                push(&mut dims, Cow::Borrowed("testid"), t, report);
+            if !has("testid") && !t.is_empty() {
+                if let Some(n) = self.dim_name("testid", report) {
+                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone())));
+                }
             }
         }
         for (k, v) in &self.opts.extra_dimensions {
-            if !has(&dims, k) && !v.is_empty() {
-                if let Some(n) = self.dim_name(k, &p.metric, report) {
-                    push(&mut dims, n, v, report);
+            if !has(k) && !v.is_empty() {
+                if let Some(n) = self.dim_name(k, report) {
+                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone())));
                 }
             }
         }
         dims.sort_unstable();
         let before = dims.len();
-        dims.dedup_by(|b, a| a.name == b.name);
+        dims.dedup_by(|b, a| a.0 == b.0);
         for _ in dims.len()..before {
             report.adjust("dimension_duplicate_omitted");
         }
@@ -302,7 +399,7 @@ impl Converter {
     ) {
         report.points += 1;
         let kind = self.kinds.get(&*p.metric).map_or("unknown", |k| k.as_str());
-        *report.points_by_kind.entry(kind.to_owned()).or_default() += 1;
+        crate::report::bump_key(&mut report.points_by_kind, kind);
         if !self.metric_names.contains(&*p.metric) {
             self.metric_names.insert(p.metric.to_string());
         }
@@ -319,18 +416,38 @@ impl Converter {
         }
         let value = format_value(p.value);
         let measure = self.measure_name(&p.metric, report);
-        let mut dims = self.dimensions(p, report);
+        let borrowed = self.dimensions(p, report);
+        if borrowed.is_empty() {
+            // Timestream needs ≥ 1 dimension. Only possible with the
+            // testid turned off and a point without tags or metadata.
+            report.drop_point("no_dimensions", line);
+            return;
+        }
         report.measures += 1;
         match self.opts.model {
             DataModel::Single => {
-                let fixed = limits::TIME_BYTES as usize + measure.len() + limits::DOUBLE_BYTES as usize;
+                let mut dims = owned(borrowed);
+                let fixed =
+                    limits::TIME_BYTES as usize + measure.len() + limits::DOUBLE_BYTES as usize;
                 fit_record(&mut dims, fixed, report);
-                emit(Record { dimensions: dims, measure_name: measure, values: Values::Single(value), time_ns, lines: vec![line] });
+                emit(Record {
+                    dimensions: dims,
+                    measure_name: measure,
+                    values: Values::Single(value),
+                    time_ns,
+                    lines: vec![line],
+                });
             }
             DataModel::Multi => {
                 let add = measure.len() + limits::DOUBLE_BYTES as usize;
                 if let Some(g) = &mut self.group {
-                    let same = g.time_ns == time_ns && g.dims == dims;
+                    let raw = g.raw_dims.as_ref().unwrap_or(&g.dims);
+                    let same = g.time_ns == time_ns
+                        && raw.len() == borrowed.len()
+                        && raw
+                            .iter()
+                            .zip(&borrowed)
+                            .all(|(a, b)| a.name == b.0 && a.value == b.1);
                     if same
                         && g.size + add <= limits::MAX_RECORD_BYTES
                         && g.measures.len() < limits::MAX_MEASURES_PER_RECORD
@@ -343,10 +460,21 @@ impl Converter {
                     }
                 }
                 self.flush(emit);
+                let mut dims = owned(borrowed);
                 let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
+                // Keep the original only when the size rule changed it.
+                let raw_dims =
+                    (fixed + dims_bytes(&dims) > limits::MAX_RECORD_BYTES).then(|| dims.clone());
                 fit_record(&mut dims, fixed, report);
                 let size = fixed + dims_bytes(&dims);
-                self.group = Some(Group { time_ns, dims, measures: vec![(measure, value)], lines: vec![line], size });
+                self.group = Some(Group {
+                    time_ns,
+                    raw_dims,
+                    dims,
+                    measures: vec![(measure, value)],
+                    lines: vec![line],
+                    size,
+                });
             }
         }
     }
@@ -365,6 +493,15 @@ impl Converter {
     }
 }
 
+fn owned(v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<Dimension> {
+    v.into_iter()
+        .map(|(n, v)| Dimension {
+            name: n.into_owned(),
+            value: v.into_owned(),
+        })
+        .collect()
+}
+
 pub fn dims_bytes(dims: &[Dimension]) -> usize {
     dims.iter().map(|d| d.name.len() + d.value.len()).sum()
 }
@@ -379,20 +516,30 @@ fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
     report.adjust("record_size_reduced");
     while fixed + dims_bytes(dims) > limit {
         let excess = fixed + dims_bytes(dims) - limit;
-        let (i, longest) = dims.iter().enumerate().max_by_key(|(_, d)| d.value.len()).map(|(i, d)| (i, d.value.len())).unwrap_or((0, 0));
+        let (i, longest) = dims
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, d)| d.value.len())
+            .map(|(i, d)| (i, d.value.len()))
+            .unwrap_or((0, 0));
         if dims.is_empty() {
             break;
         }
         if longest > 1 {
             let target = longest.saturating_sub(excess).max(1);
-            let cut = floor_char_boundary(&dims[i].value, target).max(dims[i].value.chars().next().map_or(1, char::len_utf8));
+            let cut = floor_char_boundary(&dims[i].value, target)
+                .max(dims[i].value.chars().next().map_or(1, char::len_utf8));
             if cut < longest {
                 dims[i].value.truncate(cut);
                 continue;
             }
         }
         // Values are already minimal: only names are left to give.
-        let (j, _) = dims.iter().enumerate().max_by_key(|(_, d)| d.name.len() + d.value.len()).unwrap();
+        let (j, _) = dims
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, d)| d.name.len() + d.value.len())
+            .unwrap();
         dims.remove(j);
         report.adjust("dimension_limit_exceeded");
     }
@@ -411,7 +558,11 @@ mod tests {
     }
 
     fn run(model: DataModel, lines: &[&str]) -> (Vec<Record>, RunReport) {
-        let mut c = Converter::new(ConvertOptions { model, testid: Some("t1".into()), ..Default::default() });
+        let mut c = Converter::new(ConvertOptions {
+            model,
+            testid: Some("t1".into()),
+            ..Default::default()
+        });
         let mut rep = RunReport::default();
         let mut out = Vec::new();
         for (i, l) in lines.iter().enumerate() {
@@ -439,7 +590,10 @@ mod tests {
 
     #[test]
     fn testid_derivation() {
-        assert_eq!(derive_testid("s3://b/runs/checkout 1.json.gz"), "checkout 1");
+        assert_eq!(
+            derive_testid("s3://b/runs/checkout 1.json.gz"),
+            "checkout 1"
+        );
         assert_eq!(derive_testid("results.JSON"), "results");
         assert_eq!(derive_testid("a.ndjson.gz"), "a");
         assert_eq!(derive_testid("-"), "stdin");
@@ -450,11 +604,19 @@ mod tests {
     fn multi_groups_consecutive_points_and_never_repeats_a_metric() {
         let t = r#""time":"2024-03-01T11:34:05.5Z","tags":{"name":"a","status":"200"}"#;
         let l1 = format!(r#"{{"type":"Point","metric":"http_reqs","data":{{{t},"value":1}}}}"#);
-        let l2 = format!(r#"{{"type":"Point","metric":"http_req_duration","data":{{{t},"value":2.5}}}}"#);
+        let l2 = format!(
+            r#"{{"type":"Point","metric":"http_req_duration","data":{{{t},"value":2.5}}}}"#
+        );
         let l3 = format!(r#"{{"type":"Point","metric":"http_reqs","data":{{{t},"value":1}}}}"#);
         let (recs, rep) = run(DataModel::Multi, &[&l1, &l2, &l3]);
         assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0].values, Values::Multi(vec![("http_reqs".into(), "1".into()), ("http_req_duration".into(), "2.5".into())]));
+        assert_eq!(
+            recs[0].values,
+            Values::Multi(vec![
+                ("http_reqs".into(), "1".into()),
+                ("http_req_duration".into(), "2.5".into())
+            ])
+        );
         assert_eq!(recs[0].lines, vec![1, 2]);
         assert_eq!(recs[0].measure_name, "k6");
         assert_eq!(recs[1].lines, vec![3]);
@@ -466,16 +628,40 @@ mod tests {
     #[test]
     fn naming_rules() {
         let l = r#"{"type":"Point","metric":"time","data":{"time":"2024-03-01T11:34:05Z","value":1,"tags":{"time":"x","ts_a":"y","e":"","testid":"own","checks":"c"},"metadata":{"e":"m","vu":"1"}}}"#;
-        let mut c = Converter::new(ConvertOptions { model: DataModel::Single, testid: Some("t1".into()), ..Default::default() });
+        let mut c = Converter::new(ConvertOptions {
+            model: DataModel::Single,
+            testid: Some("t1".into()),
+            ..Default::default()
+        });
         c.define_metric("checks", Some(MetricKind::Rate));
         let mut rep = RunReport::default();
         let mut out = Vec::new();
         let p = point(l);
-        c.push_point(&p, crate::time::parse_rfc3339_ns(&p.time), 1, &mut rep, &mut |r| out.push(r));
+        c.push_point(
+            &p,
+            crate::time::parse_rfc3339_ns(&p.time),
+            1,
+            &mut rep,
+            &mut |r| out.push(r),
+        );
         let r = &out[0];
         assert_eq!(r.measure_name, "k6_time");
-        let dims: Vec<_> = r.dimensions.iter().map(|d| (d.name.as_str(), d.value.as_str())).collect();
-        assert_eq!(dims, [("meta_e", "m"), ("tag_checks", "c"), ("tag_time", "x"), ("tag_ts_a", "y"), ("testid", "own"), ("vu", "1")]);
+        let dims: Vec<_> = r
+            .dimensions
+            .iter()
+            .map(|d| (d.name.as_str(), d.value.as_str()))
+            .collect();
+        assert_eq!(
+            dims,
+            [
+                ("meta_e", "m"),
+                ("tag_checks", "c"),
+                ("tag_time", "x"),
+                ("tag_ts_a", "y"),
+                ("testid", "own"),
+                ("vu", "1")
+            ]
+        );
         assert_eq!(rep.adjusted["dimension_empty_value_omitted"], 1);
         assert_eq!(rep.adjusted["dimension_renamed_reserved"], 2);
         assert_eq!(rep.adjusted["dimension_renamed_metric_clash"], 1);
@@ -492,7 +678,9 @@ mod tests {
         for model in [DataModel::Single, DataModel::Multi] {
             let (recs, rep) = run(model, &[&l]);
             let r = &recs[0];
-            assert!(r.dimensions.iter().all(|d| d.name.len() <= 60 && !d.value.is_empty() && d.value.chars().count() <= 2048));
+            assert!(r.dimensions.iter().all(|d| d.name.len() <= 60
+                && !d.value.is_empty()
+                && d.value.chars().count() <= 2048));
             let size = 8 + dims_bytes(&r.dimensions) + r.measure_name.len() + 1 + 8;
             assert!(size <= limits::MAX_RECORD_BYTES + 2, "{size}");
             assert_eq!(rep.adjusted["dimension_name_truncated"], 1);

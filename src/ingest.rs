@@ -55,13 +55,29 @@ where
             }
         })
     });
-    let drive = writer::drive(rx, writer, dlq.clone(), wcfg, live.stats.clone(), name, &*stop).await;
+    let drive = writer::drive(
+        rx,
+        writer,
+        dlq.clone(),
+        wcfg,
+        live.stats.clone(),
+        name,
+        &*stop,
+    )
+    .await;
     let outcome = match conv.await {
         Ok(o) => o,
         Err(e) => {
-            let mut report = RunReport { error: Some(format!("converter failed: {e}")), ..Default::default() };
+            let mut report = RunReport {
+                error: Some(format!("converter failed: {e}")),
+                ..Default::default()
+            };
             live.stats.merge_into(&mut report);
-            return IngestResult { report, drive, stopped: true };
+            return IngestResult {
+                report,
+                drive,
+                stopped: true,
+            };
         }
     };
     let mut report = outcome.report;
@@ -72,16 +88,24 @@ where
     match dlq.finish().await {
         Ok(loc) => report.dead_letter_location = loc.or(report.dead_letter_location.take()),
         Err(e) => {
-            report.error.get_or_insert(format!("dead-letter sink failed: {e}"));
+            report
+                .error
+                .get_or_insert(format!("dead-letter sink failed: {e}"));
         }
     }
     if let Some(e) = &drive.dead_letter_error {
-        report.error.get_or_insert(format!("dead-letter sink failed: {e}"));
+        report
+            .error
+            .get_or_insert(format!("dead-letter sink failed: {e}"));
     }
     if let Some(f) = &drive.fatal {
         // The writer's fatal error explains the stop better than "stopped".
         report.error = Some(f.clone());
         report.complete = false;
     }
-    IngestResult { report, drive, stopped: outcome.stopped }
+    IngestResult {
+        report,
+        drive,
+        stopped: outcome.stopped,
+    }
 }

@@ -6,7 +6,7 @@
 //! a 2-vCPU machine (or a ≥1769 MB Lambda) inflating and parsing overlap.
 
 use flate2::bufread::MultiGzDecoder;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -28,7 +28,10 @@ pub struct InputOptions {
 
 impl Default for InputOptions {
     fn default() -> Self {
-        Self { max_line_bytes: DEFAULT_MAX_LINE_BYTES, max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES }
+        Self {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+        }
     }
 }
 
@@ -41,7 +44,10 @@ pub struct Progress {
 
 impl Progress {
     pub fn read(&self) -> (u64, u64) {
-        (self.bytes_read.load(Ordering::Relaxed), self.bytes_decompressed.load(Ordering::Relaxed))
+        (
+            self.bytes_read.load(Ordering::Relaxed),
+            self.bytes_decompressed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -55,7 +61,11 @@ pub struct Position {
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "after {} bytes read, {} bytes decompressed, {} complete lines", self.bytes_read, self.bytes_decompressed, self.lines)
+        write!(
+            f,
+            "after {} bytes read, {} bytes decompressed, {} complete lines",
+            self.bytes_read, self.bytes_decompressed, self.lines
+        )
     }
 }
 
@@ -63,11 +73,23 @@ impl std::fmt::Display for Position {
 #[derive(Debug, Error)]
 pub enum InputError {
     #[error("{input}: gzip stream is truncated or corrupt ({detail}) {at}")]
-    Corrupt { input: String, detail: String, at: Position },
+    Corrupt {
+        input: String,
+        detail: String,
+        at: Position,
+    },
     #[error("{input}: decompressed size exceeds the cap of {cap} bytes (possible decompression bomb; raise --max-decompressed-bytes if the file is real) {at}")]
-    TooLarge { input: String, cap: u64, at: Position },
+    TooLarge {
+        input: String,
+        cap: u64,
+        at: Position,
+    },
     #[error("{input}: read error: {source} {at}")]
-    Io { input: String, source: io::Error, at: Position },
+    Io {
+        input: String,
+        source: io::Error,
+        at: Position,
+    },
 }
 
 /// What the reading thread sends.
@@ -90,7 +112,9 @@ struct CountingReader<R> {
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.progress.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress
+            .bytes_read
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -102,22 +126,44 @@ pub fn is_gzip(head: &[u8]) -> bool {
 
 /// The reading side: detects gzip, inflates every member, enforces the cap,
 /// and sends chunks until the receiver hangs up or the input ends.
-fn produce<R: Read>(source: R, opts: &InputOptions, progress: Arc<Progress>, gzip_flag: &std::sync::mpsc::SyncSender<bool>, tx: std::sync::mpsc::SyncSender<Msg>) {
-    let mut br = BufReader::with_capacity(CHUNK, CountingReader { inner: source, progress: progress.clone() });
-    let head = loop {
-        match br.fill_buf() {
-            Ok(h) => break h,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+fn produce<R: Read>(
+    source: R,
+    opts: &InputOptions,
+    progress: Arc<Progress>,
+    gzip_flag: &std::sync::mpsc::SyncSender<bool>,
+    tx: std::sync::mpsc::SyncSender<Msg>,
+) {
+    // Peek the first two bytes, however the source chooses to split its
+    // reads (a pipe or a network stream may return one byte at a time).
+    let mut counting = CountingReader {
+        inner: source,
+        progress: progress.clone(),
+    };
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match counting.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 let _ = gzip_flag.send(false);
                 let _ = tx.send(Msg::Fail(FailKind::Io(e)));
                 return;
             }
         }
-    };
-    let gz = is_gzip(head);
+    }
+    let gz = is_gzip(&head[..got]);
     let _ = gzip_flag.send(gz);
-    let mut reader: Box<dyn Read> = if gz { Box::new(MultiGzDecoder::new(br)) } else { Box::new(br) };
+    let br = BufReader::with_capacity(
+        CHUNK,
+        io::Cursor::new(head).take(got as u64).chain(counting),
+    );
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(MultiGzDecoder::new(br))
+    } else {
+        Box::new(br)
+    };
     let mut total = 0u64;
     loop {
         let mut buf = vec![0u8; CHUNK];
@@ -151,8 +197,12 @@ fn produce<R: Read>(source: R, opts: &InputOptions, progress: Arc<Progress>, gzi
             Ok(false) => {}
             Err(e) => {
                 let kind = if gz
-                    && matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData)
-                {
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::InvalidInput
+                            | io::ErrorKind::InvalidData
+                    ) {
                     FailKind::Corrupt(e.to_string())
                 } else {
                     FailKind::Io(e)
@@ -175,7 +225,13 @@ pub enum LineEvent<'a> {
 /// Reads `source` on a scoped thread and calls `on_line` for each line, in
 /// order, with 1-based line numbers. `on_line` returns `false` to stop early.
 /// Returns whether the input was gzip, and `Err` for a fatal input error.
-pub fn for_each_line<R, F>(source: R, name: &str, opts: &InputOptions, progress: Arc<Progress>, mut on_line: F) -> (bool, Result<(), InputError>)
+pub fn for_each_line<R, F>(
+    source: R,
+    name: &str,
+    opts: &InputOptions,
+    progress: Arc<Progress>,
+    mut on_line: F,
+) -> (bool, Result<(), InputError>)
 where
     R: Read + Send,
     F: FnMut(u64, LineEvent<'_>) -> bool,
@@ -191,7 +247,13 @@ where
     })
 }
 
-fn consume<F>(rx: Receiver<Msg>, name: &str, opts: &InputOptions, progress: &Progress, on_line: &mut F) -> Result<(), InputError>
+fn consume<F>(
+    rx: Receiver<Msg>,
+    name: &str,
+    opts: &InputOptions,
+    progress: &Progress,
+    on_line: &mut F,
+) -> Result<(), InputError>
 where
     F: FnMut(u64, LineEvent<'_>) -> bool,
 {
@@ -200,7 +262,11 @@ where
     let mut line_no = 0u64;
     let at = |lines: u64| {
         let (r, d) = progress.read();
-        Position { bytes_read: r, bytes_decompressed: d, lines }
+        Position {
+            bytes_read: r,
+            bytes_decompressed: d,
+            lines,
+        }
     };
     let emit = |line_no: &mut u64, bytes: &[u8], on_line: &mut F| -> bool {
         *line_no += 1;
@@ -212,9 +278,21 @@ where
             Msg::Data(c) => c,
             Msg::Fail(k) => {
                 return Err(match k {
-                    FailKind::Corrupt(d) => InputError::Corrupt { input: name.to_owned(), detail: d, at: at(line_no) },
-                    FailKind::TooLarge => InputError::TooLarge { input: name.to_owned(), cap: opts.max_decompressed_bytes, at: at(line_no) },
-                    FailKind::Io(e) => InputError::Io { input: name.to_owned(), source: e, at: at(line_no) },
+                    FailKind::Corrupt(d) => InputError::Corrupt {
+                        input: name.to_owned(),
+                        detail: d,
+                        at: at(line_no),
+                    },
+                    FailKind::TooLarge => InputError::TooLarge {
+                        input: name.to_owned(),
+                        cap: opts.max_decompressed_bytes,
+                        at: at(line_no),
+                    },
+                    FailKind::Io(e) => InputError::Io {
+                        input: name.to_owned(),
+                        source: e,
+                        at: at(line_no),
+                    },
                 })
             }
         };
@@ -273,7 +351,7 @@ where
 
 #[inline]
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 #[cfg(test)]
@@ -289,13 +367,18 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn lines(input: &[u8], opts: &InputOptions) -> (Result<bool, InputError>, Vec<(u64, Option<String>)>) {
+    type Lines = Vec<(u64, Option<String>)>;
+
+    fn lines(input: &[u8], opts: &InputOptions) -> (Result<bool, InputError>, Lines) {
         let mut out = Vec::new();
         let (gz, r) = for_each_line(input, "t", opts, Arc::default(), |n, ev| {
-            out.push((n, match ev {
-                LineEvent::Line(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                LineEvent::TooLong => None,
-            }));
+            out.push((
+                n,
+                match ev {
+                    LineEvent::Line(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                    LineEvent::TooLong => None,
+                },
+            ));
             true
         });
         (r.map(|()| gz), out)
@@ -326,15 +409,28 @@ mod tests {
         data.extend(std::iter::repeat_n(b'x', 3 * CHUNK));
         data.extend_from_slice(b"\nafter\n");
         data.extend(std::iter::repeat_n(b'y', 20));
-        let o = InputOptions { max_line_bytes: 10, ..Default::default() };
+        let o = InputOptions {
+            max_line_bytes: 10,
+            ..Default::default()
+        };
         let (r, l) = lines(&gz(&data), &o);
         r.unwrap();
-        assert_eq!(l, vec![(1, Some("short".into())), (2, None), (3, Some("after".into())), (4, None)]);
+        assert_eq!(
+            l,
+            vec![
+                (1, Some("short".into())),
+                (2, None),
+                (3, Some("after".into())),
+                (4, None)
+            ]
+        );
     }
 
     #[test]
     fn truncated_gzip_is_an_error_after_the_good_lines() {
-        let data: Vec<u8> = (0..20_000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let data: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
         let z = gz(&data);
         let cut = &z[..z.len() * 2 / 3];
         let (r, l) = lines(cut, &InputOptions::default());
@@ -352,19 +448,72 @@ mod tests {
     #[test]
     fn decompression_cap() {
         let data = vec![b'\n'; 4 * CHUNK];
-        let o = InputOptions { max_decompressed_bytes: CHUNK as u64, ..Default::default() };
+        let o = InputOptions {
+            max_decompressed_bytes: CHUNK as u64,
+            ..Default::default()
+        };
         let (r, _) = lines(&gz(&data), &o);
         assert!(matches!(r, Err(InputError::TooLarge { .. })));
     }
 
+    /// A reader that hands out one byte per call.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn gzip_detected_from_a_trickling_source() {
+        let z = gz(b"a\nb\n");
+        let mut out = Vec::new();
+        let (is_gz, r) = for_each_line(
+            Trickle(&z),
+            "t",
+            &InputOptions::default(),
+            Arc::default(),
+            |_, ev| {
+                if let LineEvent::Line(b) = ev {
+                    out.push(b.to_vec());
+                }
+                true
+            },
+        );
+        r.unwrap();
+        assert!(is_gz);
+        assert_eq!(out, vec![b"a".to_vec(), b"b".to_vec()]);
+        let (is_gz, _) = for_each_line(
+            Trickle(b"x"),
+            "t",
+            &InputOptions::default(),
+            Arc::default(),
+            |_, _| true,
+        );
+        assert!(!is_gz);
+    }
+
     #[test]
     fn early_stop() {
-        let data: Vec<u8> = (0..200_000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let data: Vec<u8> = (0..200_000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
         let mut seen = 0;
-        for_each_line(&data[..], "t", &InputOptions::default(), Arc::default(), |_, _| {
-            seen += 1;
-            seen < 10
-        })
+        for_each_line(
+            &data[..],
+            "t",
+            &InputOptions::default(),
+            Arc::default(),
+            |_, _| {
+                seen += 1;
+                seen < 10
+            },
+        )
         .1
         .unwrap();
         assert_eq!(seen, 10);

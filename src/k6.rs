@@ -45,10 +45,15 @@ impl MetricKind {
 /// One parsed line.
 #[derive(Debug, PartialEq)]
 pub enum Line<'a> {
-    Metric { name: Cow<'a, str>, kind: Option<MetricKind> },
+    Metric {
+        name: Cow<'a, str>,
+        kind: Option<MetricKind>,
+    },
     Point(Point<'a>),
     /// A line with a `type` this tool does not know (future k6 versions).
-    Other { kind: Cow<'a, str> },
+    Other {
+        kind: Cow<'a, str>,
+    },
 }
 
 /// A k6 sample.
@@ -167,7 +172,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
                 Ok(Scalar(Some(Cow::Owned(v))))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Scalar(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
+                Ok(Scalar(Some(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 Ok(Scalar(Some(Cow::Owned(v.to_string()))))
@@ -233,14 +242,17 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
                 }
             }
             let fixed = fixed.ok_or(LineError::MalformedJson)?;
-            let raw: RawLine = serde_json::from_str(&fixed).map_err(|_| LineError::MalformedJson)?;
+            let raw: RawLine =
+                serde_json::from_str(&fixed).map_err(|_| LineError::MalformedJson)?;
             from_raw(raw).map(into_owned)
         }
     }
 }
 
 fn own(v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<(Cow<'static, str>, Cow<'static, str>)> {
-    v.into_iter().map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned()))).collect()
+    v.into_iter()
+        .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+        .collect()
 }
 
 fn into_owned(l: Line<'_>) -> Line<'static> {
@@ -252,8 +264,13 @@ fn into_owned(l: Line<'_>) -> Line<'static> {
             tags: own(p.tags),
             metadata: own(p.metadata),
         }),
-        Line::Metric { name, kind } => Line::Metric { name: Cow::Owned(name.into_owned()), kind },
-        Line::Other { kind } => Line::Other { kind: Cow::Owned(kind.into_owned()) },
+        Line::Metric { name, kind } => Line::Metric {
+            name: Cow::Owned(name.into_owned()),
+            kind,
+        },
+        Line::Other { kind } => Line::Other {
+            kind: Cow::Owned(kind.into_owned()),
+        },
     }
 }
 
@@ -262,7 +279,10 @@ fn from_raw(raw: RawLine<'_>) -> Result<Line<'_>, LineError> {
     match &*kind {
         "Point" => {
             let data = raw.data.ok_or(LineError::MissingField)?;
-            let metric = raw.metric.filter(|m| !m.is_empty()).ok_or(LineError::MissingField)?;
+            let metric = raw
+                .metric
+                .filter(|m| !m.is_empty())
+                .ok_or(LineError::MissingField)?;
             Ok(Line::Point(Point {
                 metric,
                 time: data.time.ok_or(LineError::MissingField)?,
@@ -278,7 +298,9 @@ fn from_raw(raw: RawLine<'_>) -> Result<Line<'_>, LineError> {
                 .and_then(|d| d.name.clone())
                 .or(raw.metric)
                 .ok_or(LineError::MissingField)?;
-            let kind = data.and_then(|d| d.kind).and_then(|k| MetricKind::parse(&k));
+            let kind = data
+                .and_then(|d| d.kind)
+                .and_then(|k| MetricKind::parse(&k));
             Ok(Line::Metric { name, kind })
         }
         _ => Ok(Line::Other { kind }),
@@ -292,12 +314,17 @@ mod tests {
     #[test]
     fn point_with_tags_and_metadata() {
         let l = r#"{"metric":"http_req_duration","type":"Point","data":{"time":"2024-03-01T17:04:05.1234+05:30","value":1.5,"tags":{"name":"http://x/\u00e9","status":"200","empty":""},"metadata":{"vu":"3","iter":7}}}"#;
-        let Line::Point(p) = parse_line(l).unwrap() else { panic!() };
+        let Line::Point(p) = parse_line(l).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.metric, "http_req_duration");
         assert_eq!(p.value, 1.5);
         assert_eq!(p.tags.len(), 3);
         assert_eq!(p.tags[0].1, "http://x/é");
-        assert_eq!(p.metadata, vec![("vu".into(), "3".into()), ("iter".into(), "7".into())]);
+        assert_eq!(
+            p.metadata,
+            vec![("vu".into(), "3".into()), ("iter".into(), "7".into())]
+        );
     }
 
     #[test]
@@ -307,7 +334,9 @@ mod tests {
             r#"{"type":"Point","metric":"vus","data":{"time":"2024-03-01T11:34:05Z","value":2,"tags":{}}}"#,
             r#"{"type":"Point","metric":"vus","data":{"time":"2024-03-01T11:34:05Z","value":2}}"#,
         ] {
-            let Line::Point(p) = parse_line(l).unwrap() else { panic!() };
+            let Line::Point(p) = parse_line(l).unwrap() else {
+                panic!()
+            };
             assert!(p.tags.is_empty() && p.metadata.is_empty());
         }
     }
@@ -315,19 +344,32 @@ mod tests {
     #[test]
     fn metric_definition() {
         let l = r#"{"type":"Metric","data":{"name":"checks","type":"rate","contains":"default","thresholds":[],"submetrics":null},"metric":"checks"}"#;
-        assert_eq!(parse_line(l), Ok(Line::Metric { name: "checks".into(), kind: Some(MetricKind::Rate) }));
+        assert_eq!(
+            parse_line(l),
+            Ok(Line::Metric {
+                name: "checks".into(),
+                kind: Some(MetricKind::Rate)
+            })
+        );
     }
 
     #[test]
     fn go_non_finite_values() {
         for (tok, want) in [("+Inf", f64::INFINITY), ("-Inf", f64::NEG_INFINITY)] {
-            let l = format!(r#"{{"metric":"t","type":"Point","data":{{"time":"2024-03-01T11:34:05Z","value":{tok},"tags":{{"a":"b"}}}}}}"#);
-            let Line::Point(p) = parse_line(&l).unwrap() else { panic!() };
+            let l = format!(
+                r#"{{"metric":"t","type":"Point","data":{{"time":"2024-03-01T11:34:05Z","value":{tok},"tags":{{"a":"b"}}}}}}"#
+            );
+            let Line::Point(p) = parse_line(&l).unwrap() else {
+                panic!()
+            };
             assert_eq!(p.value, want);
             assert_eq!(p.tags, vec![("a".into(), "b".into())]);
         }
-        let l = r#"{"metric":"t","type":"Point","data":{"time":"2024-03-01T11:34:05Z","value":NaN}}"#;
-        let Line::Point(p) = parse_line(l).unwrap() else { panic!() };
+        let l =
+            r#"{"metric":"t","type":"Point","data":{"time":"2024-03-01T11:34:05Z","value":NaN}}"#;
+        let Line::Point(p) = parse_line(l).unwrap() else {
+            panic!()
+        };
         assert!(p.value.is_nan());
     }
 
@@ -335,7 +377,10 @@ mod tests {
     fn errors() {
         assert_eq!(parse_line("{"), Err(LineError::MalformedJson));
         assert_eq!(parse_line("[1]"), Err(LineError::MalformedJson));
-        assert_eq!(parse_line(r#"{"metric":"x"}"#), Err(LineError::MissingField));
+        assert_eq!(
+            parse_line(r#"{"metric":"x"}"#),
+            Err(LineError::MissingField)
+        );
         assert_eq!(
             parse_line(r#"{"type":"Point","metric":"x","data":{"time":"t"}}"#),
             Err(LineError::MissingField)
@@ -345,9 +390,14 @@ mod tests {
             Err(LineError::MalformedJson)
         );
         assert_eq!(
-            parse_line(r#"{"type":"Point","metric":"x","data":{"time":"t","value":1,"tags":{"a":[1]}}}"#),
+            parse_line(
+                r#"{"type":"Point","metric":"x","data":{"time":"t","value":1,"tags":{"a":[1]}}}"#
+            ),
             Err(LineError::MalformedJson)
         );
-        assert!(matches!(parse_line(r#"{"type":"Summary","data":{}}"#), Ok(Line::Other { .. })));
+        assert!(matches!(
+            parse_line(r#"{"type":"Summary","data":{}}"#),
+            Ok(Line::Other { .. })
+        ));
     }
 }

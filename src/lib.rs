@@ -7,6 +7,7 @@
 //! traits, so handlers are testable without a network.
 
 pub mod batch;
+pub mod cli;
 pub mod convert;
 pub mod ingest;
 pub mod input;
@@ -16,8 +17,7 @@ pub mod model;
 pub mod pipeline;
 pub mod report;
 pub mod request_json;
-pub mod time;
-pub mod cli;
 pub mod s3;
 pub mod source;
+pub mod time;
 pub mod writer;

@@ -24,7 +24,9 @@ impl std::str::FromStr for DataModel {
         match s {
             "multi" => Ok(Self::Multi),
             "single" => Ok(Self::Single),
-            _ => Err(format!("unknown data model {s:?} (expected `multi` or `single`)")),
+            _ => Err(format!(
+                "unknown data model {s:?} (expected `multi` or `single`)"
+            )),
         }
     }
 }

@@ -20,7 +20,11 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        Self { convert: ConvertOptions::default(), input: InputOptions::default(), collision_window_secs: DEFAULT_COLLISION_WINDOW_SECS }
+        Self {
+            convert: ConvertOptions::default(),
+            input: InputOptions::default(),
+            collision_window_secs: DEFAULT_COLLISION_WINDOW_SECS,
+        }
     }
 }
 
@@ -44,14 +48,22 @@ pub fn run<R: Read + Send>(
     progress: Arc<Progress>,
     sink: &mut dyn FnMut(WriteRequest, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
-    let mut report = RunReport { input: name.to_owned(), model: opts.convert.model.as_str().to_owned(), ..Default::default() };
+    let mut report = RunReport {
+        input: name.to_owned(),
+        model: opts.convert.model.as_str().to_owned(),
+        ..Default::default()
+    };
     let mut conv = Converter::new(opts.convert.clone());
     let mut batcher = Batcher::new(opts.convert.model, opts.collision_window_secs);
     let mut out: Vec<Record> = Vec::new();
     let mut stopped = false;
     let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
 
-    let mut deliver = |out: &mut Vec<Record>, report: &mut RunReport, batcher: &mut Batcher, stopped: &mut bool| -> bool {
+    let mut deliver = |out: &mut Vec<Record>,
+                       report: &mut RunReport,
+                       batcher: &mut Batcher,
+                       stopped: &mut bool|
+     -> bool {
         for r in out.drain(..) {
             tmin = tmin.min(r.time_ns);
             tmax = tmax.max(r.time_ns);
@@ -128,5 +140,9 @@ pub fn run<R: Read + Send>(
         report.first_time = Some(format_rfc3339_ns(tmin));
         report.last_time = Some(format_rfc3339_ns(tmax));
     }
-    Outcome { report, stopped, error }
+    Outcome {
+        report,
+        stopped,
+        error,
+    }
 }

@@ -94,13 +94,23 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn skip(&mut self, reason: &str, line: u64) {
-        bump(&mut self.skipped, &mut self.skipped_first_lines, reason, line);
+        bump(
+            &mut self.skipped,
+            &mut self.skipped_first_lines,
+            reason,
+            line,
+        );
     }
     pub fn drop_point(&mut self, reason: &str, line: u64) {
-        bump(&mut self.dropped, &mut self.dropped_first_lines, reason, line);
+        bump(
+            &mut self.dropped,
+            &mut self.dropped_first_lines,
+            reason,
+            line,
+        );
     }
     pub fn adjust(&mut self, rule: &str) {
-        *self.adjusted.entry(rule.to_owned()).or_default() += 1;
+        bump_key(&mut self.adjusted, rule);
     }
     pub fn dropped_total(&self) -> u64 {
         self.dropped.values().sum()
@@ -136,7 +146,8 @@ impl RunReport {
         self.batches_written += c.batches_written;
         self.seconds += c.seconds;
         if self.dead_letter_location.is_none() {
-            self.dead_letter_location.clone_from(&c.dead_letter_location);
+            self.dead_letter_location
+                .clone_from(&c.dead_letter_location);
         }
     }
 
@@ -153,7 +164,10 @@ impl RunReport {
             self.estimated_write_bytes / 1024
         );
         let list = |m: &BTreeMap<String, u64>| {
-            m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         if !self.skipped.is_empty() {
             s += &format!("\n  skipped lines: {}", list(&self.skipped));
@@ -196,10 +210,29 @@ impl RunReport {
     }
 }
 
-fn bump(counts: &mut BTreeMap<String, u64>, first: &mut BTreeMap<String, Vec<u64>>, reason: &str, line: u64) {
-    *counts.entry(reason.to_owned()).or_default() += 1;
-    let v = first.entry(reason.to_owned()).or_default();
-    if v.len() < FIRST_LINES_KEPT {
-        v.push(line);
+/// `*m[key] += 1` without allocating the key when it is already there
+/// (this runs per point).
+pub fn bump_key(m: &mut BTreeMap<String, u64>, key: &str) {
+    match m.get_mut(key) {
+        Some(v) => *v += 1,
+        None => {
+            m.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+fn bump(
+    counts: &mut BTreeMap<String, u64>,
+    first: &mut BTreeMap<String, Vec<u64>>,
+    reason: &str,
+    line: u64,
+) {
+    bump_key(counts, reason);
+    match first.get_mut(reason) {
+        Some(v) if v.len() < FIRST_LINES_KEPT => v.push(line),
+        Some(_) => {}
+        None => {
+            first.insert(reason.to_owned(), vec![line]);
+        }
     }
 }

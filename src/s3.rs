@@ -75,19 +75,31 @@ impl SourceError {
 }
 
 pub trait ObjectSource: Send + Sync + 'static {
-    fn open(&self, obj: &ObjectRef) -> impl Future<Output = Result<OpenedObject, SourceError>> + Send;
+    fn open(
+        &self,
+        obj: &ObjectRef,
+    ) -> impl Future<Output = Result<OpenedObject, SourceError>> + Send;
 }
 
 pub trait ObjectPut: Send + Sync + 'static {
-    fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), String>> + Send;
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// An S3 client; path-style addressing when an endpoint override is set
 /// (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`: local S3-compatible
 /// endpoints on an IP address cannot do virtual-hosted buckets).
 pub fn build_client(sdk: &aws_config::SdkConfig) -> s3::Client {
-    let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
-    let conf = s3::config::Builder::from(sdk).force_path_style(local).build();
+    let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    let conf = s3::config::Builder::from(sdk)
+        .force_path_style(local)
+        .build();
     s3::Client::from_conf(conf)
 }
 
@@ -104,7 +116,11 @@ impl ObjectSource for S3Source {
             req = req.version_id(v);
         } else if let Some(e) = &obj.etag {
             // S3 events carry the ETag unquoted; If-Match wants it quoted.
-            let quoted = if e.starts_with('"') { e.clone() } else { format!("\"{e}\"") };
+            let quoted = if e.starts_with('"') {
+                e.clone()
+            } else {
+                format!("\"{e}\"")
+            };
             req = req.if_match(quoted);
         }
         let name = obj.to_string();
@@ -118,13 +134,22 @@ impl ObjectSource for S3Source {
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let code = e.code().unwrap_or_default().to_owned();
-                let msg = format!("{code} {}", e.message().unwrap_or_default()).trim().to_owned();
+                let msg = format!("{code} {}", e.message().unwrap_or_default())
+                    .trim()
+                    .to_owned();
                 Err(match (status, code.as_str()) {
                     (Some(412), _) | (_, "PreconditionFailed") => SourceError::Changed(name),
-                    (Some(404), _) | (_, "NoSuchKey" | "NoSuchVersion" | "NoSuchBucket") => SourceError::NotFound(name),
+                    (Some(404), _) | (_, "NoSuchKey" | "NoSuchVersion" | "NoSuchBucket") => {
+                        SourceError::NotFound(name)
+                    }
                     (Some(403), _) | (_, "AccessDenied") => SourceError::AccessDenied(name, msg),
-                    (Some(s), _) if s >= 500 || s == 429 || s == 503 => SourceError::Transient(name, msg),
-                    (None, _) => SourceError::Transient(name, format!("{}", crate::writer::aws::DisplayErrorChain(&e))),
+                    (Some(s), _) if s >= 500 || s == 429 || s == 503 => {
+                        SourceError::Transient(name, msg)
+                    }
+                    (None, _) => SourceError::Transient(
+                        name,
+                        format!("{}", crate::writer::aws::DisplayErrorChain(&e)),
+                    ),
                     _ => SourceError::Fatal(name, msg),
                 })
             }
@@ -148,7 +173,12 @@ impl ObjectPut for S3Put {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("s3://{bucket}/{key}: {}", crate::writer::aws::DisplayErrorChain(&e)))
+            .map_err(|e| {
+                format!(
+                    "s3://{bucket}/{key}: {}",
+                    crate::writer::aws::DisplayErrorChain(&e)
+                )
+            })
     }
 }
 
@@ -167,9 +197,24 @@ pub struct S3DeadLetterSink<P> {
 const PART_BYTES: usize = 4 << 20;
 
 impl<P: ObjectPut> S3DeadLetterSink<P> {
-    pub fn new(put: P, bucket: impl Into<String>, prefix: &str, source: &ObjectRef, first_batch: u64) -> Self {
-        let base = format!("{prefix}{}/{}.from-batch-{first_batch}", source.bucket, source.key);
-        Self { put, bucket: bucket.into(), base, state: tokio::sync::Mutex::new((Vec::new(), 0)), written: Mutex::new(Vec::new()) }
+    pub fn new(
+        put: P,
+        bucket: impl Into<String>,
+        prefix: &str,
+        source: &ObjectRef,
+        first_batch: u64,
+    ) -> Self {
+        let base = format!(
+            "{prefix}{}/{}.from-batch-{first_batch}",
+            source.bucket, source.key
+        );
+        Self {
+            put,
+            bucket: bucket.into(),
+            base,
+            state: tokio::sync::Mutex::new((Vec::new(), 0)),
+            written: Mutex::new(Vec::new()),
+        }
     }
 
     async fn flush_part(&self, st: &mut (Vec<u8>, u32)) -> Result<(), String> {
@@ -178,8 +223,13 @@ impl<P: ObjectPut> S3DeadLetterSink<P> {
         }
         st.1 += 1;
         let key = format!("{}.part-{:04}.jsonl", self.base, st.1);
-        self.put.put(&self.bucket, &key, std::mem::take(&mut st.0)).await?;
-        self.written.lock().unwrap().push(format!("s3://{}/{key}", self.bucket));
+        self.put
+            .put(&self.bucket, &key, std::mem::take(&mut st.0))
+            .await?;
+        self.written
+            .lock()
+            .unwrap()
+            .push(format!("s3://{}/{key}", self.bucket));
         Ok(())
     }
 }
@@ -201,7 +251,13 @@ impl<P: ObjectPut> DeadLetterSink for S3DeadLetterSink<P> {
         let mut st = self.state.lock().await;
         self.flush_part(&mut st).await?;
         let w = self.written.lock().unwrap();
-        Ok(w.first().map(|first| if w.len() == 1 { first.clone() } else { format!("{first} (+{} more parts)", w.len() - 1) }))
+        Ok(w.first().map(|first| {
+            if w.len() == 1 {
+                first.clone()
+            } else {
+                format!("{first} (+{} more parts)", w.len() - 1)
+            }
+        }))
     }
 
     fn location(&self) -> String {

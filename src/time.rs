@@ -79,7 +79,12 @@ pub fn parse_rfc3339_ns(s: &str) -> Result<i64, TimeError> {
     if b.len() < 20 {
         return Err(TimeError::Syntax);
     }
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(TimeError::Syntax);
     }
     let year = digits(&b[0..4]).ok_or(TimeError::Syntax)?;
@@ -121,7 +126,12 @@ pub fn parse_rfc3339_ns(s: &str) -> Result<i64, TimeError> {
         _ => return Err(TimeError::Syntax),
     };
     let y = i64::from(year);
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(y, month) || hour > 23 || min > 59 || sec > 59
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(y, month)
+        || hour > 23
+        || min > 59
+        || sec > 59
     {
         return Err(TimeError::Range);
     }
@@ -172,9 +182,18 @@ mod tests {
             parse_rfc3339_ns("2024-03-01T17:04:05.123456789+05:30"),
             Ok(1_709_292_845_123_456_789)
         );
-        assert_eq!(parse_rfc3339_ns("2024-03-01T11:34:05.1234Z"), Ok(1_709_292_845_123_400_000));
-        assert_eq!(parse_rfc3339_ns("2000-02-29T00:00:00Z"), Ok(951_782_400_000_000_000));
-        assert_eq!(parse_rfc3339_ns("2024-03-01t11:34:05z"), Ok(1_709_292_845_000_000_000));
+        assert_eq!(
+            parse_rfc3339_ns("2024-03-01T11:34:05.1234Z"),
+            Ok(1_709_292_845_123_400_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2000-02-29T00:00:00Z"),
+            Ok(951_782_400_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2024-03-01t11:34:05z"),
+            Ok(1_709_292_845_000_000_000)
+        );
     }
 
     #[test]
@@ -204,7 +223,10 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339_ns(s), Err(TimeError::Range), "{s}");
         }
-        assert_eq!(parse_rfc3339_ns("9999-01-01T00:00:00Z"), Err(TimeError::Overflow));
+        assert_eq!(
+            parse_rfc3339_ns("9999-01-01T00:00:00Z"),
+            Err(TimeError::Overflow)
+        );
     }
 
     proptest! {

@@ -15,15 +15,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ts = build_client(&sdk, None).await?;
     let s3 = k6_timestream::s3::build_client(&sdk);
     let handler = Arc::new(Handler {
-        writer: Arc::new(TimestreamWriter::new(ts, cfg.database.clone(), cfg.table.clone())),
+        writer: Arc::new(TimestreamWriter::new(
+            ts,
+            cfg.database.clone(),
+            cfg.table.clone(),
+        )),
         source: S3Source { client: s3.clone() },
         put: S3Put { client: s3 },
-        invoker: LambdaInvoker { client: aws_sdk_lambda::Client::new(&sdk) },
+        invoker: LambdaInvoker {
+            client: aws_sdk_lambda::Client::new(&sdk),
+        },
         cfg,
     });
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         let h = handler.clone();
-        async move { h.handle(ev.payload, ev.context.deadline()).await.map_err(lambda_runtime::Error::from) }
+        async move {
+            h.handle(ev.payload, ev.context.deadline())
+                .await
+                .map_err(lambda_runtime::Error::from)
+        }
     }))
     .await
 }

@@ -32,23 +32,44 @@ pub fn run(cmd: ConvertCmd) -> i32 {
         }
     };
     let opts = cmd.conv.pipeline_options(&cmd.input);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let mut write_err: Option<std::io::Error> = None;
-    let outcome = pipeline::run(source, &cmd.input, &opts, Arc::new(Progress::default()), &mut |req, _| {
-        match crate::request_json::write_json(&mut out, &cmd.database, &cmd.table, &req) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                write_err = Some(e);
-                ControlFlow::Break(())
-            }
+    // Encoding the output runs on its own thread: with decompression on
+    // another, parse/convert, inflate and encode overlap on 2 cores.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::model::WriteRequest>(16);
+    let (database, table) = (cmd.database.clone(), cmd.table.clone());
+    let encoder = std::thread::spawn(move || -> std::io::Result<()> {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let mut buf = Vec::with_capacity(64 * 1024);
+        for req in rx {
+            buf.clear();
+            crate::request_json::encode(&mut buf, &database, &table, &req);
+            out.write_all(&buf)?;
         }
+        out.flush()
     });
-    let flushed = out.flush();
+    let outcome = pipeline::run(
+        source,
+        &cmd.input,
+        &opts,
+        Arc::new(Progress::default()),
+        &mut |req, _| {
+            if tx.send(req).is_ok() {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(()) // the encoder failed: its error is reported below
+            }
+        },
+    );
+    drop(tx);
+    let written = encoder
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("encoder thread panicked")));
     let mut report = outcome.report;
-    if let Some(e) = write_err.or(flushed.err()) {
+    if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            report.error.get_or_insert_with(|| format!("writing stdout: {e}"));
+            report
+                .error
+                .get_or_insert_with(|| format!("writing stdout: {e}"));
         }
     }
     eprintln!("{}", report.human());

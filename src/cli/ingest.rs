@@ -59,7 +59,10 @@ fn parse_concurrency(s: &str) -> Result<usize, String> {
 }
 
 pub fn run(cmd: IngestCmd) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting runtime: {e}");
@@ -79,25 +82,39 @@ async fn run_async(cmd: IngestCmd) -> i32 {
         eprintln!("error: no AWS region configured (set AWS_REGION or pass --region)");
         return exit::FATAL;
     }
-    let (source, size): (Box<dyn Read + Send>, Option<u64>) = if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
-        let src = S3Source { client: crate::s3::build_client(&sdk) };
-        match src.open(&ObjectRef { bucket, key, version_id: None, etag: None }).await {
-            Ok(o) => (Box::new(tokio_util::io::SyncIoBridge::new(o.body)), o.size),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FATAL;
+    let (source, size): (Box<dyn Read + Send>, Option<u64>) =
+        if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
+            let src = S3Source {
+                client: crate::s3::build_client(&sdk),
+            };
+            match src
+                .open(&ObjectRef {
+                    bucket,
+                    key,
+                    version_id: None,
+                    etag: None,
+                })
+                .await
+            {
+                Ok(o) => (Box::new(tokio_util::io::SyncIoBridge::new(o.body)), o.size),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::FATAL;
+                }
             }
-        }
-    } else {
-        let size = std::fs::metadata(&cmd.input).ok().filter(|m| m.is_file()).map(|m| m.len());
-        match crate::source::open_local(&cmd.input) {
-            Ok(s) => (s, size),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FATAL;
+        } else {
+            let size = std::fs::metadata(&cmd.input)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            match crate::source::open_local(&cmd.input) {
+                Ok(s) => (s, size),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::FATAL;
+                }
             }
-        }
-    };
+        };
     let client = match build_client(&sdk, cmd.endpoint_url.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
@@ -107,22 +124,42 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     };
     let popts = cmd.conv.pipeline_options(&cmd.input);
     let dl_path = cmd.dead_letter.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("{}.dead-letter.jsonl", crate::convert::derive_testid(&cmd.input)))
+        PathBuf::from(format!(
+            "{}.dead-letter.jsonl",
+            crate::convert::derive_testid(&cmd.input)
+        ))
     });
     let dlq = Arc::new(FileSink::new(dl_path));
     let wcfg = WriterConfig {
         concurrency: cmd.concurrency,
         request_timeout: Duration::from_secs(cmd.request_timeout_secs.max(1)),
-        retry: RetryPolicy { max_attempts: cmd.max_attempts, ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            max_attempts: cmd.max_attempts,
+            ..RetryPolicy::default()
+        },
         retry_budget: cmd.retry_budget,
         skip_batches: 0,
         hard_deadline: None,
     };
-    let writer = Arc::new(TimestreamWriter::new(client, cmd.database.clone(), cmd.table.clone()));
+    let writer = Arc::new(TimestreamWriter::new(
+        client,
+        cmd.database.clone(),
+        cmd.table.clone(),
+    ));
     let live = Live::default();
     let display = spawn_progress(&cmd.progress, live.clone(), size);
     let started = Instant::now();
-    let res = ingest(source, cmd.input.clone(), popts, writer, dlq, wcfg, live, Arc::new(|| false)).await;
+    let res = ingest(
+        source,
+        cmd.input.clone(),
+        popts,
+        writer,
+        dlq,
+        wcfg,
+        live,
+        Arc::new(|| false),
+    )
+    .await;
     display.abort();
     let mut report = res.report;
     report.seconds = started.elapsed().as_secs_f64();
@@ -156,14 +193,23 @@ fn spawn_progress(mode: &str, live: Live, total: Option<u64>) -> tokio::task::Jo
         }
         let started = Instant::now();
         let pb = bar.then(|| {
-            let pb = indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+            let pb = indicatif::ProgressBar::with_draw_target(
+                total,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
             pb.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes}/{total_bytes} read {wide_msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} read {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
             pb
         });
-        let period = if bar { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        let period = if bar {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
         loop {
             tokio::time::sleep(period).await;
             let (read, _) = live.progress.read();

@@ -24,7 +24,11 @@ pub mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "k6-timestream", version, about = "Stream k6 JSON results (plain or gzip; a file, - or s3://) into Amazon Timestream")]
+#[command(
+    name = "k6-timestream",
+    version,
+    about = "Stream k6 JSON results (plain or gzip; a file, - or s3://) into Amazon Timestream"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -54,7 +58,7 @@ pub struct ConversionArgs {
     #[arg(long = "dimension", value_name = "KEY=VALUE", value_parser = parse_kv)]
     pub dimensions: Vec<(String, String)>,
     /// MeasureName of MULTI records.
-    #[arg(long, default_value = DEFAULT_MULTI_MEASURE_NAME, value_name = "NAME")]
+    #[arg(long, default_value = DEFAULT_MULTI_MEASURE_NAME, value_name = "NAME", value_parser = parse_measure_name)]
     pub measure_name: String,
     /// Longest accepted input line in bytes; longer lines are skipped and reported.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_name = "BYTES")]
@@ -87,10 +91,17 @@ impl ConversionArgs {
                 extra_dimensions: self.dimensions.clone(),
                 multi_measure_name: self.measure_name.clone(),
             },
-            input: InputOptions { max_line_bytes: self.max_line_bytes, max_decompressed_bytes: self.max_decompressed_bytes },
+            input: InputOptions {
+                max_line_bytes: self.max_line_bytes,
+                max_decompressed_bytes: self.max_decompressed_bytes,
+            },
             collision_window_secs: self.collision_window_secs,
         }
     }
+}
+
+pub fn parse_measure_name(s: &str) -> Result<String, String> {
+    crate::convert::check_measure_name(s).map(|()| s.to_owned())
 }
 
 pub fn parse_model(s: &str) -> Result<DataModel, String> {
@@ -101,12 +112,17 @@ pub fn parse_model(s: &str) -> Result<DataModel, String> {
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE with non-empty key and value, got {s:?}")),
+        _ => Err(format!(
+            "expected KEY=VALUE with non-empty key and value, got {s:?}"
+        )),
     }
 }
 
 /// Writes the report JSON to `path`.
-pub fn write_summary(path: &std::path::Path, report: &crate::report::RunReport) -> std::io::Result<()> {
+pub fn write_summary(
+    path: &std::path::Path,
+    report: &crate::report::RunReport,
+) -> std::io::Result<()> {
     let mut s = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     s.push('\n');
     std::fs::write(path, s)
@@ -123,10 +139,21 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
                 let _ = e.print();
                 return exit::OK;
             }
-            // One line, not clap's multi-line block.
+            // One line, not clap's multi-line block: the message up to the
+            // first blank line (it may list the missing arguments below).
             let msg = e.to_string();
-            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            eprintln!("{} (see --help)", first.trim_end());
+            let first: Vec<&str> = msg
+                .lines()
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let line = if first.is_empty() {
+                "error: invalid arguments".to_owned()
+            } else {
+                first.join(" ")
+            };
+            eprintln!("{line} (see --help)");
             return exit::USAGE;
         }
     };

@@ -47,7 +47,10 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, msg: impl Into<String>) -> ConfigError {
-    ConfigError { var, msg: msg.into() }
+    ConfigError {
+        var,
+        msg: msg.into(),
+    }
 }
 
 impl LambdaConfig {
@@ -57,11 +60,20 @@ impl LambdaConfig {
 
     /// Reads from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let required = |k: &'static str| get(k).ok_or_else(|| err(k, "is required"));
-        fn num<T: std::str::FromStr>(get: &dyn Fn(&str) -> Option<String>, k: &'static str, default: T, min: T) -> Result<T, ConfigError>
+        fn num<T>(
+            get: &dyn Fn(&str) -> Option<String>,
+            k: &'static str,
+            default: T,
+            min: T,
+        ) -> Result<T, ConfigError>
         where
-            T: PartialOrd + std::fmt::Display + Copy,
+            T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
         {
             match get(k) {
                 None => Ok(default),
@@ -79,7 +91,12 @@ impl LambdaConfig {
             (Some(t), _) => TestId::Fixed(t),
             (None, None | Some("key")) => TestId::FromInput,
             (None, Some("none")) => TestId::Off,
-            (None, Some(o)) => return Err(err("K6TS_TESTID_FROM", format!("expected `key` or `none`, got {o:?}"))),
+            (None, Some(o)) => {
+                return Err(err(
+                    "K6TS_TESTID_FROM",
+                    format!("expected `key` or `none`, got {o:?}"),
+                ))
+            }
         };
         let dimensions = match get("K6TS_DIMENSIONS") {
             None => Vec::new(),
@@ -91,7 +108,11 @@ impl LambdaConfig {
         };
         let suffixes = match get("K6TS_SUFFIXES") {
             None => DEFAULT_SUFFIXES.iter().map(|s| s.to_string()).collect(),
-            Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
         };
         let g: &dyn Fn(&str) -> Option<String> = &get;
         let concurrency = num(g, "K6TS_CONCURRENCY", DEFAULT_CONCURRENCY, 1)?;
@@ -107,16 +128,40 @@ impl LambdaConfig {
             dimensions,
             suffixes,
             dead_letter_bucket: get("K6TS_DEAD_LETTER_BUCKET"),
-            dead_letter_prefix: get("K6TS_DEAD_LETTER_PREFIX").unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned()),
+            dead_letter_prefix: get("K6TS_DEAD_LETTER_PREFIX")
+                .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned()),
             work_budget: Duration::from_secs_f64(num(g, "K6TS_WORK_BUDGET_SECONDS", 0.0, 0.0)?),
-            safety_margin: Duration::from_secs_f64(num(g, "K6TS_SAFETY_MARGIN_SECONDS", 60.0, 1.0)?),
+            safety_margin: Duration::from_secs_f64(num(
+                g,
+                "K6TS_SAFETY_MARGIN_SECONDS",
+                60.0,
+                1.0,
+            )?),
             max_continuations: num(g, "K6TS_MAX_CONTINUATIONS", 50, 0)?,
             max_line_bytes: num(g, "K6TS_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES, 1024)?,
-            max_decompressed_bytes: num(g, "K6TS_MAX_DECOMPRESSED_BYTES", DEFAULT_MAX_DECOMPRESSED_BYTES, 1)?,
-            measure_name: get("K6TS_MEASURE_NAME").unwrap_or_else(|| DEFAULT_MULTI_MEASURE_NAME.to_owned()),
-            collision_window_secs: num(g, "K6TS_COLLISION_WINDOW_SECONDS", DEFAULT_COLLISION_WINDOW_SECS, 1)?,
+            max_decompressed_bytes: num(
+                g,
+                "K6TS_MAX_DECOMPRESSED_BYTES",
+                DEFAULT_MAX_DECOMPRESSED_BYTES,
+                1,
+            )?,
+            measure_name: match get("K6TS_MEASURE_NAME") {
+                None => DEFAULT_MULTI_MEASURE_NAME.to_owned(),
+                Some(m) => {
+                    crate::convert::check_measure_name(&m)
+                        .map_err(|e| err("K6TS_MEASURE_NAME", e))?;
+                    m
+                }
+            },
+            collision_window_secs: num(
+                g,
+                "K6TS_COLLISION_WINDOW_SECONDS",
+                DEFAULT_COLLISION_WINDOW_SECS,
+                1,
+            )?,
             request_timeout: Duration::from_secs(num(g, "K6TS_REQUEST_TIMEOUT_SECONDS", 20, 1)?),
-            metrics_namespace: get("K6TS_METRICS_NAMESPACE").unwrap_or_else(|| "k6-timestream".to_owned()),
+            metrics_namespace: get("K6TS_METRICS_NAMESPACE")
+                .unwrap_or_else(|| "k6-timestream".to_owned()),
             self_function: get("K6TS_SELF_FUNCTION").or_else(|| get("AWS_LAMBDA_FUNCTION_NAME")),
         })
     }
@@ -127,7 +172,9 @@ impl LambdaConfig {
             return false;
         }
         let lower = key.to_ascii_lowercase();
-        self.suffixes.iter().any(|s| lower.ends_with(&s.to_ascii_lowercase()))
+        self.suffixes
+            .iter()
+            .any(|s| lower.ends_with(&s.to_ascii_lowercase()))
     }
 }
 
@@ -137,13 +184,19 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         LambdaConfig::from_lookup(|k| m.get(k).cloned())
     }
 
     #[test]
     fn defaults_and_required() {
-        assert_eq!(cfg(&[("K6TS_TABLE", "t")]).unwrap_err().var, "K6TS_DATABASE");
+        assert_eq!(
+            cfg(&[("K6TS_TABLE", "t")]).unwrap_err().var,
+            "K6TS_DATABASE"
+        );
         let c = cfg(&[("K6TS_DATABASE", "d"), ("K6TS_TABLE", "t")]).unwrap();
         assert_eq!(c.model, DataModel::Multi);
         assert_eq!(c.testid, TestId::FromInput);
@@ -171,9 +224,16 @@ mod tests {
             assert!(e.to_string().contains(k));
         }
         let mut p = base.to_vec();
-        p.extend([("K6TS_DIMENSIONS", "env=ci, team=perf"), ("K6TS_TESTID_FROM", "none"), ("K6TS_MODEL", "single")]);
+        p.extend([
+            ("K6TS_DIMENSIONS", "env=ci, team=perf"),
+            ("K6TS_TESTID_FROM", "none"),
+            ("K6TS_MODEL", "single"),
+        ]);
         let c = cfg(&p).unwrap();
-        assert_eq!(c.dimensions, vec![("env".into(), "ci".into()), ("team".into(), "perf".into())]);
+        assert_eq!(
+            c.dimensions,
+            vec![("env".into(), "ci".into()), ("team".into(), "perf".into())]
+        );
         assert_eq!(c.testid, TestId::Off);
         assert_eq!(c.model, DataModel::Single);
     }

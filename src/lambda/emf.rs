@@ -5,8 +5,14 @@ use crate::report::RunReport;
 use serde_json::json;
 
 pub fn line(namespace: &str, function: &str, r: &RunReport) -> String {
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let failed = u64::from(matches!(r.outcome.as_deref(), Some("failed" | "chain_limit")));
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let failed = u64::from(matches!(
+        r.outcome.as_deref(),
+        Some("failed" | "chain_limit")
+    ));
     let metrics = [
         ("Points", "Count", r.points as f64),
         ("RecordsWritten", "Count", r.written_records as f64),
@@ -42,10 +48,20 @@ pub fn line(namespace: &str, function: &str, r: &RunReport) -> String {
 mod tests {
     #[test]
     fn emf_shape() {
-        let r = crate::report::RunReport { points: 7, dead_lettered: 1, outcome: Some("failed".into()), ..Default::default() };
+        let r = crate::report::RunReport {
+            points: 7,
+            dead_lettered: 1,
+            outcome: Some("failed".into()),
+            ..Default::default()
+        };
         let v: serde_json::Value = serde_json::from_str(&super::line("ns", "fn", &r)).unwrap();
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "ns");
-        let names: Vec<_> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap().to_owned()).collect();
+        let names: Vec<_> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap().to_owned())
+            .collect();
         for n in &names {
             assert!(v.get(n).is_some(), "{n} has a value");
         }

@@ -77,10 +77,40 @@ struct Direct {
     version_id: Option<String>,
 }
 
+/// The parts of an S3 notification this function uses. Deliberately
+/// lenient (every other field may be missing), so hand-written events,
+/// replays and notifications forwarded by other services work too.
 #[derive(Deserialize)]
 struct S3Event {
     #[serde(rename = "Records")]
-    records: Vec<aws_lambda_events::s3::S3EventRecord>,
+    records: Vec<S3Record>,
+}
+
+#[derive(Deserialize)]
+struct S3Record {
+    #[serde(rename = "eventName", default)]
+    event_name: Option<String>,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: S3Bucket,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+struct S3Bucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct S3Object {
+    key: String,
+    #[serde(rename = "versionId", default)]
+    version_id: Option<String>,
+    #[serde(rename = "eTag", default)]
+    e_tag: Option<String>,
 }
 
 /// Turns an invocation payload into jobs.
@@ -89,15 +119,20 @@ pub fn parse_event(v: serde_json::Value) -> Result<Vec<Job>, String> {
         let e: S3Event = serde_json::from_value(v).map_err(|e| format!("S3 event: {e}"))?;
         let mut jobs = Vec::new();
         for r in e.records {
-            let bucket = r.s3.bucket.name.clone().ok_or("S3 event record without bucket name")?;
-            let raw = r.s3.object.key.clone().ok_or("S3 event record without object key")?;
-            let key = decode_s3_key(&raw)?;
+            if let Some(name) = &r.event_name {
+                if !name.starts_with("ObjectCreated") {
+                    tracing::info!(event = %name, "not an ObjectCreated event: ignored");
+                    continue;
+                }
+            }
+            let bucket = r.s3.bucket.name;
+            let key = decode_s3_key(&r.s3.object.key)?;
             jobs.push(Job {
                 object: ObjectRef {
                     bucket,
                     key,
-                    version_id: r.s3.object.version_id.clone().filter(|s| !s.is_empty()),
-                    etag: r.s3.object.e_tag.clone().filter(|s| !s.is_empty()),
+                    version_id: r.s3.object.version_id.filter(|s| !s.is_empty()),
+                    etag: r.s3.object.e_tag.filter(|s| !s.is_empty()),
                 },
                 skip_batches: 0,
                 attempt: 0,
@@ -107,10 +142,16 @@ pub fn parse_event(v: serde_json::Value) -> Result<Vec<Job>, String> {
         return Ok(jobs);
     }
     if v.get("continuation").is_some() {
-        let c: ContinuationEvent = serde_json::from_value(v).map_err(|e| format!("continuation event: {e}"))?;
+        let c: ContinuationEvent =
+            serde_json::from_value(v).map_err(|e| format!("continuation event: {e}"))?;
         let c = c.continuation;
         return Ok(vec![Job {
-            object: ObjectRef { bucket: c.bucket, key: c.key, version_id: c.version_id, etag: c.etag },
+            object: ObjectRef {
+                bucket: c.bucket,
+                key: c.key,
+                version_id: c.version_id,
+                etag: c.etag,
+            },
             skip_batches: c.skip_batches,
             attempt: c.attempt,
             carried: c.carried,
@@ -119,7 +160,12 @@ pub fn parse_event(v: serde_json::Value) -> Result<Vec<Job>, String> {
     if v.get("bucket").is_some() {
         let d: Direct = serde_json::from_value(v).map_err(|e| format!("direct invocation: {e}"))?;
         return Ok(vec![Job {
-            object: ObjectRef { bucket: d.bucket, key: d.key, version_id: d.version_id, etag: None },
+            object: ObjectRef {
+                bucket: d.bucket,
+                key: d.key,
+                version_id: d.version_id,
+                etag: None,
+            },
             skip_batches: 0,
             attempt: 0,
             carried: RunReport::default(),
@@ -135,9 +181,15 @@ mod tests {
 
     #[test]
     fn decodes_like_s3_encodes() {
-        assert_eq!(decode_s3_key("k6-results/my+run+1.json").unwrap(), "k6-results/my run 1.json");
+        assert_eq!(
+            decode_s3_key("k6-results/my+run+1.json").unwrap(),
+            "k6-results/my run 1.json"
+        );
         assert_eq!(decode_s3_key("a%2Bb%3Dc.json").unwrap(), "a+b=c.json");
-        assert_eq!(decode_s3_key("r%C3%A9sultat+%E2%9C%93.json.gz").unwrap(), "résultat ✓.json.gz");
+        assert_eq!(
+            decode_s3_key("r%C3%A9sultat+%E2%9C%93.json.gz").unwrap(),
+            "résultat ✓.json.gz"
+        );
         assert_eq!(decode_s3_key("100%25.json").unwrap(), "100%.json");
         assert_eq!(decode_s3_key("bad%zz%2").unwrap(), "bad%zz%2");
         assert!(decode_s3_key("%FF.json").is_err());
@@ -149,7 +201,9 @@ mod tests {
         for b in key.bytes() {
             match b {
                 b' ' => s.push('+'),
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'/' => s.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'/' => {
+                    s.push(b as char)
+                }
                 _ => s.push_str(&format!("%{b:02X}")),
             }
         }
@@ -167,11 +221,21 @@ mod tests {
     fn event_kinds() {
         let s3 = serde_json::json!({"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2024-01-01T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"s3SchemaVersion":"1.0","configurationId":"x","bucket":{"name":"b","arn":"arn:aws:s3:::b"},"object":{"key":"k6-results/a+b.json","size":10,"eTag":"abc","versionId":"v1","sequencer":"01"}}}]});
         let j = parse_event(s3).unwrap();
-        assert_eq!(j[0].object, ObjectRef { bucket: "b".into(), key: "k6-results/a b.json".into(), version_id: Some("v1".into()), etag: Some("abc".into()) });
+        assert_eq!(
+            j[0].object,
+            ObjectRef {
+                bucket: "b".into(),
+                key: "k6-results/a b.json".into(),
+                version_id: Some("v1".into()),
+                etag: Some("abc".into())
+            }
+        );
         let d = parse_event(serde_json::json!({"bucket":"b","key":"a+b.json"})).unwrap();
         assert_eq!(d[0].object.key, "a+b.json", "direct keys are not encoded");
         let c = parse_event(serde_json::json!({"continuation":{"bucket":"b","key":"k","etag":"e","skip_batches":5,"attempt":2,"carried":{}}})).unwrap();
         assert_eq!((c[0].skip_batches, c[0].attempt), (5, 2));
         assert!(parse_event(serde_json::json!({"hello":1})).is_err());
+        let del = serde_json::json!({"Records":[{"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"a.json"}}}]});
+        assert!(parse_event(del).unwrap().is_empty());
     }
 }

@@ -23,7 +23,11 @@ use tracing::Instrument;
 
 /// Starts another invocation of the function without waiting for it.
 pub trait Invoker: Send + Sync + 'static {
-    fn invoke_async(&self, function: &str, payload: Vec<u8>) -> impl Future<Output = Result<(), String>> + Send;
+    fn invoke_async(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// `lambda:InvokeFunction` with `InvocationType=Event`.
@@ -41,7 +45,12 @@ impl Invoker for LambdaInvoker {
             .payload(aws_sdk_lambda::primitives::Blob::new(payload))
             .send()
             .await
-            .map_err(|e| format!("invoking {function}: {}", crate::writer::aws::DisplayErrorChain(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "invoking {function}: {}",
+                    crate::writer::aws::DisplayErrorChain(&e)
+                )
+            })?;
         match out.status_code() {
             200..=299 => Ok(()),
             s => Err(format!("invoking {function}: status {s}")),
@@ -83,17 +92,29 @@ where
     P: ObjectPut + Clone,
     I: Invoker,
 {
-    pub async fn handle(&self, payload: serde_json::Value, deadline: SystemTime) -> Result<Response, RetryableError> {
+    pub async fn handle(
+        &self,
+        payload: serde_json::Value,
+        deadline: SystemTime,
+    ) -> Result<Response, RetryableError> {
         let started = Instant::now();
-        let remaining = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        let remaining = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
         let deadline = started + remaining;
         let jobs = match parse_event(payload) {
             Ok(j) => j,
             Err(e) => {
                 // Not retryable: the same payload would fail the same way.
                 tracing::error!(error = %e, "unusable event");
-                let report = RunReport { outcome: Some("failed".into()), error: Some(e), ..Default::default() };
-                return Ok(Response { reports: vec![report] });
+                let report = RunReport {
+                    outcome: Some("failed".into()),
+                    error: Some(e),
+                    ..Default::default()
+                };
+                return Ok(Response {
+                    reports: vec![report],
+                });
             }
         };
         let mut reports = Vec::with_capacity(jobs.len());
@@ -115,10 +136,20 @@ where
         }
     }
 
-    async fn process(&self, job: Job, started: Instant, deadline: Instant) -> Result<RunReport, RetryableError> {
+    async fn process(
+        &self,
+        job: Job,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<RunReport, RetryableError> {
         let cfg = &self.cfg;
         let obj = job.object.clone();
-        let mut report = RunReport { input: obj.url(), version_id: obj.version_id.clone(), model: cfg.model.as_str().to_owned(), ..Default::default() };
+        let mut report = RunReport {
+            input: obj.url(),
+            version_id: obj.version_id.clone(),
+            model: cfg.model.as_str().to_owned(),
+            ..Default::default()
+        };
         if !cfg.wants_key(&obj.key) {
             tracing::info!(suffixes = ?cfg.suffixes, "key does not look like k6 results: skipped");
             report.outcome = Some("skipped".into());
@@ -159,7 +190,10 @@ where
                 extra_dimensions: cfg.dimensions.clone(),
                 multi_measure_name: cfg.measure_name.clone(),
             },
-            input: InputOptions { max_line_bytes: cfg.max_line_bytes, max_decompressed_bytes: cfg.max_decompressed_bytes },
+            input: InputOptions {
+                max_line_bytes: cfg.max_line_bytes,
+                max_decompressed_bytes: cfg.max_decompressed_bytes,
+            },
             collision_window_secs: cfg.collision_window_secs,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -184,13 +218,36 @@ where
         // even when re-reading the skipped prefix eats the whole budget.
         let stop = Arc::new(move || {
             let now = Instant::now();
-            now >= hard_stop || (now >= stop_at && stats.batches_written.load(Ordering::Relaxed) > 0)
+            now >= hard_stop
+                || (now >= stop_at && stats.batches_written.load(Ordering::Relaxed) > 0)
         });
-        let dl_bucket = cfg.dead_letter_bucket.clone().unwrap_or_else(|| obj.bucket.clone());
-        let dlq = Arc::new(S3DeadLetterSink::new(self.put.clone(), dl_bucket, &cfg.dead_letter_prefix, &obj, job.skip_batches));
+        let dl_bucket = cfg
+            .dead_letter_bucket
+            .clone()
+            .unwrap_or_else(|| obj.bucket.clone());
+        let dlq = Arc::new(S3DeadLetterSink::new(
+            self.put.clone(),
+            dl_bucket,
+            &cfg.dead_letter_prefix,
+            &obj,
+            job.skip_batches,
+        ));
         let body = tokio_util::io::SyncIoBridge::new(opened.body);
-        let res = ingest(body, obj.url(), popts, self.writer.clone(), dlq, wcfg, live, stop).await;
-        let mut report = RunReport { version_id: pinned.version_id.clone(), ..res.report };
+        let res = ingest(
+            body,
+            obj.url(),
+            popts,
+            self.writer.clone(),
+            dlq,
+            wcfg,
+            live,
+            stop,
+        )
+        .await;
+        let mut report = RunReport {
+            version_id: pinned.version_id.clone(),
+            ..res.report
+        };
         report.add_carried(&job.carried);
         report.continuations = u64::from(job.attempt);
         report.seconds = job.carried.seconds + started.elapsed().as_secs_f64();
@@ -220,8 +277,15 @@ where
                 };
                 let function = cfg.self_function.clone().ok_or_else(|| RetryableError("no function name to continue with (AWS_LAMBDA_FUNCTION_NAME / K6TS_SELF_FUNCTION)".into()))?;
                 let payload = serde_json::to_vec(&ev).expect("serializable");
-                self.invoker.invoke_async(&function, payload).await.map_err(RetryableError)?;
-                tracing::info!(next_batch = next, attempt = job.attempt + 1, "continued in a new invocation");
+                self.invoker
+                    .invoke_async(&function, payload)
+                    .await
+                    .map_err(RetryableError)?;
+                tracing::info!(
+                    next_batch = next,
+                    attempt = job.attempt + 1,
+                    "continued in a new invocation"
+                );
                 report.outcome = Some("continued".into());
                 report.continued = true;
             }
@@ -248,6 +312,13 @@ where
     }
 
     fn emit_metrics(&self, r: &RunReport) {
-        println!("{}", super::emf::line(&self.cfg.metrics_namespace, self.cfg.self_function.as_deref().unwrap_or("k6-timestream"), r));
+        println!(
+            "{}",
+            super::emf::line(
+                &self.cfg.metrics_namespace,
+                self.cfg.self_function.as_deref().unwrap_or("k6-timestream"),
+                r
+            )
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The Timestream Write client: construction (endpoint discovery or an
-//! explicit endpoint), the model → SDK request mapping, and SDK error → 
+//! explicit endpoint), the model → SDK request mapping, and SDK error →
 //! [`WriteError`] mapping.
 
 use super::service::{RecordsWriter, RejectedRecord, WriteError};
@@ -27,15 +27,25 @@ pub fn endpoint_override(explicit: Option<&str>) -> Option<String> {
 /// https AWS address, so with an endpoint override it is skipped and every
 /// call goes to the override. SDK retries are disabled: the writer's retry
 /// layer is the only one (see `retry.rs`).
-pub async fn build_client(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> Result<ts::Client, String> {
-    let conf = ts::config::Builder::from(sdk).retry_config(aws_config::retry::RetryConfig::disabled());
+pub async fn build_client(
+    sdk: &aws_config::SdkConfig,
+    endpoint: Option<&str>,
+) -> Result<ts::Client, String> {
+    let conf =
+        ts::config::Builder::from(sdk).retry_config(aws_config::retry::RetryConfig::disabled());
     match endpoint_override(endpoint) {
         Some(url) => Ok(ts::Client::from_conf(conf.endpoint_url(url).build())),
         None => {
             let (client, reload) = ts::Client::from_conf(conf.build())
                 .with_endpoint_discovery_enabled()
                 .await
-                .map_err(|e| format!("Timestream endpoint discovery failed (region {:?}): {}", sdk.region().map(|r| r.to_string()), DisplayErrorChain(&*e)))?;
+                .map_err(|e| {
+                    format!(
+                        "Timestream endpoint discovery failed (region {:?}): {}",
+                        sdk.region().map(|r| r.to_string()),
+                        DisplayErrorChain(&*e)
+                    )
+                })?;
             tokio::spawn(reload.reload_task());
             Ok(client)
         }
@@ -66,7 +76,11 @@ pub struct TimestreamWriter {
 
 impl TimestreamWriter {
     pub fn new(client: ts::Client, database: impl Into<String>, table: impl Into<String>) -> Self {
-        Self { client, database: database.into(), table: table.into() }
+        Self {
+            client,
+            database: database.into(),
+            table: table.into(),
+        }
     }
 }
 
@@ -85,7 +99,12 @@ pub fn to_sdk(req: &WriteRequest) -> (Record, Vec<Record>) {
         .set_dimensions(if req.common_dimensions.is_empty() {
             None
         } else {
-            Some(req.common_dimensions.iter().map(|d| dim(&d.name, &d.value)).collect())
+            Some(
+                req.common_dimensions
+                    .iter()
+                    .map(|d| dim(&d.name, &d.value))
+                    .collect(),
+            )
         })
         .measure_value_type(match req.model {
             DataModel::Single => MeasureValueType::Double,
@@ -99,8 +118,15 @@ pub fn to_sdk(req: &WriteRequest) -> (Record, Vec<Record>) {
         .records
         .iter()
         .map(|r| {
-            let own: Vec<Dimension> = r.dimensions.iter().filter(|d| !is_common(req, d)).map(|d| dim(&d.name, &d.value)).collect();
-            let mut b = Record::builder().set_dimensions((!own.is_empty()).then_some(own)).time(r.time_ns.to_string());
+            let own: Vec<Dimension> = r
+                .dimensions
+                .iter()
+                .filter(|d| !is_common(req, d))
+                .map(|d| dim(&d.name, &d.value))
+                .collect();
+            let mut b = Record::builder()
+                .set_dimensions((!own.is_empty()).then_some(own))
+                .time(r.time_ns.to_string());
             if req.common_measure_name.is_none() {
                 b = b.measure_name(&r.measure_name);
             }
@@ -110,7 +136,12 @@ pub fn to_sdk(req: &WriteRequest) -> (Record, Vec<Record>) {
                     b = b.set_measure_values(Some(
                         m.iter()
                             .map(|(n, v)| {
-                                MeasureValue::builder().name(n).value(v).r#type(MeasureValueType::Double).build().expect("all fields set")
+                                MeasureValue::builder()
+                                    .name(n)
+                                    .value(v)
+                                    .r#type(MeasureValueType::Double)
+                                    .build()
+                                    .expect("all fields set")
                             })
                             .collect(),
                     ))
@@ -133,11 +164,16 @@ pub fn map_error(err: SdkError<WriteRecordsError, ts::config::http::HttpResponse
             } else if e.is_user() {
                 WriteError::Fatal(format!("request could not be sent: {:?}", e))
             } else {
-                WriteError::Connection(format!("{:?}", e.as_connector_error().map(|c| c.to_string())))
+                WriteError::Connection(format!(
+                    "{:?}",
+                    e.as_connector_error().map(|c| c.to_string())
+                ))
             }
         }
         SdkError::ResponseError(e) => WriteError::Connection(format!("bad response: {:?}", e)),
-        SdkError::ConstructionFailure(e) => WriteError::Fatal(format!("request construction failed: {e:?}")),
+        SdkError::ConstructionFailure(e) => {
+            WriteError::Fatal(format!("request construction failed: {e:?}"))
+        }
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             let e = ctx.into_err();
@@ -158,15 +194,23 @@ pub fn map_error(err: SdkError<WriteRecordsError, ts::config::http::HttpResponse
                 WriteRecordsError::InternalServerException(_) => WriteError::Server(msg),
                 WriteRecordsError::ResourceNotFoundException(_) => WriteError::NotFound(msg),
                 WriteRecordsError::AccessDeniedException(_) => WriteError::AccessDenied(msg),
-                WriteRecordsError::InvalidEndpointException(_) => WriteError::Fatal(format!("invalid endpoint: {msg}")),
+                WriteRecordsError::InvalidEndpointException(_) => {
+                    WriteError::Fatal(format!("invalid endpoint: {msg}"))
+                }
                 other => {
                     let code = other.code().unwrap_or("Unknown").to_owned();
                     let text = format!("{code}: {}", other.message().unwrap_or_default());
                     if status >= 500 || code.contains("ServiceUnavailable") {
                         WriteError::Server(text)
-                    } else if code.contains("Throttl") || code.contains("TooManyRequests") || status == 429 {
+                    } else if code.contains("Throttl")
+                        || code.contains("TooManyRequests")
+                        || status == 429
+                    {
                         WriteError::Throttled(text)
-                    } else if code.contains("UnrecognizedClient") || code.contains("InvalidSignature") || code.contains("ExpiredToken") {
+                    } else if code.contains("UnrecognizedClient")
+                        || code.contains("InvalidSignature")
+                        || code.contains("ExpiredToken")
+                    {
                         WriteError::AccessDenied(text)
                     } else {
                         WriteError::Fatal(text)

@@ -29,7 +29,14 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    pub fn new(input: &str, batch: u64, model: DataModel, r: &Record, kind: &'static str, reason: String) -> Self {
+    pub fn new(
+        input: &str,
+        batch: u64,
+        model: DataModel,
+        r: &Record,
+        kind: &'static str,
+        reason: String,
+    ) -> Self {
         Self {
             input: input.to_owned(),
             batch,
@@ -60,7 +67,10 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, file: Mutex::new(None) }
+        Self {
+            path,
+            file: Mutex::new(None),
+        }
     }
 }
 
@@ -80,7 +90,8 @@ impl DeadLetterSink for FileSink {
         let w = g.as_mut().unwrap();
         for l in letters {
             serde_json::to_writer(&mut *w, &l).map_err(|e| e.to_string())?;
-            w.write_all(b"\n").map_err(|e| format!("{}: {e}", self.path.display()))?;
+            w.write_all(b"\n")
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
         }
         Ok(())
     }
@@ -89,7 +100,8 @@ impl DeadLetterSink for FileSink {
         let mut g = self.file.lock().unwrap();
         match g.as_mut() {
             Some(w) => {
-                w.flush().map_err(|e| format!("{}: {e}", self.path.display()))?;
+                w.flush()
+                    .map_err(|e| format!("{}: {e}", self.path.display()))?;
                 Ok(Some(self.path.display().to_string()))
             }
             None => Ok(None),

@@ -219,7 +219,10 @@ where
 
 /// Sends one request to completion; returns a fatal error message if the
 /// run must stop.
-async fn process<W: RecordsWriter, D: DeadLetterSink>(ctx: &Ctx<W, D>, req: WriteRequest) -> Option<String> {
+async fn process<W: RecordsWriter, D: DeadLetterSink>(
+    ctx: &Ctx<W, D>,
+    req: WriteRequest,
+) -> Option<String> {
     let seq = req.seq;
     let fatal = Box::pin(send(ctx, req)).await;
     add(&ctx.stats.batches_written, 1);
@@ -240,16 +243,29 @@ async fn dead_letter<W, D: DeadLetterSink>(ctx: &Ctx<W, D>, letters: Vec<DeadLet
     add(&ctx.stats.dead_lettered_measures, m);
 }
 
-fn letters_for(ctx_input: &str, req: &WriteRequest, kind: &'static str, reason: &str) -> Vec<DeadLetter> {
-    req.records.iter().map(|r| DeadLetter::new(ctx_input, req.seq, req.model, r, kind, reason.to_owned())).collect()
+fn letters_for(
+    ctx_input: &str,
+    req: &WriteRequest,
+    kind: &'static str,
+    reason: &str,
+) -> Vec<DeadLetter> {
+    req.records
+        .iter()
+        .map(|r| DeadLetter::new(ctx_input, req.seq, req.model, r, kind, reason.to_owned()))
+        .collect()
 }
 
-async fn send<W: RecordsWriter, D: DeadLetterSink>(ctx: &Ctx<W, D>, req: WriteRequest) -> Option<String> {
-    let mut rng = fastrand::Rng::with_seed(req.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fastrand::u64(..));
+async fn send<W: RecordsWriter, D: DeadLetterSink>(
+    ctx: &Ctx<W, D>,
+    req: WriteRequest,
+) -> Option<String> {
+    let mut rng =
+        fastrand::Rng::with_seed(req.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fastrand::u64(..));
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        let res = match tokio::time::timeout(ctx.cfg.request_timeout, ctx.writer.write(&req)).await {
+        let res = match tokio::time::timeout(ctx.cfg.request_timeout, ctx.writer.write(&req)).await
+        {
             Ok(r) => r,
             Err(_) => Err(WriteError::Timeout),
         };
@@ -264,7 +280,10 @@ async fn send<W: RecordsWriter, D: DeadLetterSink>(ctx: &Ctx<W, D>, req: WriteRe
         match classify(&e) {
             Action::Retry => {
                 let wait = ctx.cfg.retry.backoff(attempt - 1, &mut rng);
-                let in_time = ctx.cfg.hard_deadline.is_none_or(|d| Instant::now() + wait + ctx.cfg.request_timeout < d);
+                let in_time = ctx
+                    .cfg
+                    .hard_deadline
+                    .is_none_or(|d| Instant::now() + wait + ctx.cfg.request_timeout < d);
                 if attempt < ctx.cfg.retry.max_attempts && in_time && ctx.budget.take() {
                     add(&ctx.stats.retries, 1);
                     tracing::debug!(batch = req.seq, attempt, error = %e, ?wait, "retrying");
@@ -278,14 +297,23 @@ async fn send<W: RecordsWriter, D: DeadLetterSink>(ctx: &Ctx<W, D>, req: WriteRe
                 } else {
                     "run retry budget exhausted"
                 };
-                let letters = letters_for(&ctx.input, &req, "retries_exhausted", &format!("{e} ({why} after {attempt} attempts)"));
+                let letters = letters_for(
+                    &ctx.input,
+                    &req,
+                    "retries_exhausted",
+                    &format!("{e} ({why} after {attempt} attempts)"),
+                );
                 dead_letter(ctx, letters).await;
                 return None;
             }
             Action::Split => {
                 if req.records.len() == 1 {
                     let letters = letters_for(&ctx.input, &req, "invalid", &e.to_string());
-                    *ctx.reasons.lock().unwrap().entry(reason_key(&e.to_string())).or_default() += 1;
+                    *ctx.reasons
+                        .lock()
+                        .unwrap()
+                        .entry(reason_key(&e.to_string()))
+                        .or_default() += 1;
                     dead_letter(ctx, letters).await;
                     return None;
                 }
@@ -302,7 +330,9 @@ async fn send<W: RecordsWriter, D: DeadLetterSink>(ctx: &Ctx<W, D>, req: WriteRe
                 return Box::pin(send(ctx, b)).await;
             }
             Action::DeadLetterRejected => {
-                let WriteError::Rejected(list) = e else { unreachable!() };
+                let WriteError::Rejected(list) = e else {
+                    unreachable!()
+                };
                 let mut bad = vec![None; req.records.len()];
                 for r in list {
                     if let Some(slot) = bad.get_mut(r.index) {
@@ -316,7 +346,12 @@ async fn send<W: RecordsWriter, D: DeadLetterSink>(ctx: &Ctx<W, D>, req: WriteRe
                         add(&ctx.stats.retries, 1);
                         continue;
                     }
-                    let letters = letters_for(&ctx.input, &req, "rejected", "RejectedRecordsException without record indexes");
+                    let letters = letters_for(
+                        &ctx.input,
+                        &req,
+                        "rejected",
+                        "RejectedRecordsException without record indexes",
+                    );
                     dead_letter(ctx, letters).await;
                     return None;
                 }
@@ -332,8 +367,14 @@ async fn send<W: RecordsWriter, D: DeadLetterSink>(ctx: &Ctx<W, D>, req: WriteRe
                         Some(b) => {
                             rr += 1;
                             rm += r.measure_count();
-                            *ctx.reasons.lock().unwrap().entry(reason_key(&b.reason)).or_default() += 1;
-                            let mut l = DeadLetter::new(&ctx.input, req.seq, req.model, r, "rejected", b.reason);
+                            *ctx.reasons
+                                .lock()
+                                .unwrap()
+                                .entry(reason_key(&b.reason))
+                                .or_default() += 1;
+                            let mut l = DeadLetter::new(
+                                &ctx.input, req.seq, req.model, r, "rejected", b.reason,
+                            );
                             l.existing_version = b.existing_version;
                             letters.push(l);
                         }
@@ -366,7 +407,10 @@ mod tests {
 
     fn rec(i: u64, bad: bool) -> Record {
         Record {
-            dimensions: vec![Dimension { name: "i".into(), value: if bad { "BAD".into() } else { i.to_string() } }],
+            dimensions: vec![Dimension {
+                name: "i".into(),
+                value: if bad { "BAD".into() } else { i.to_string() },
+            }],
             measure_name: "m".into(),
             values: Values::Single("1".into()),
             time_ns: i as i64,
@@ -375,7 +419,13 @@ mod tests {
     }
 
     fn req(seq: u64, n: u64, bad: &[u64]) -> WriteRequest {
-        build_request(seq, DataModel::Single, (0..n).map(|i| rec(seq * 1000 + i, bad.contains(&i))).collect())
+        build_request(
+            seq,
+            DataModel::Single,
+            (0..n)
+                .map(|i| rec(seq * 1000 + i, bad.contains(&i)))
+                .collect(),
+        )
     }
 
     /// Behaves like Timestream, scripted: fails the first `fail_first`
@@ -402,7 +452,13 @@ mod tests {
             if n < self.fail_first {
                 return Err(self.fail.clone().unwrap());
             }
-            let bad: Vec<usize> = req.records.iter().enumerate().filter(|(_, r)| r.dimensions[0].value == "BAD").map(|(i, _)| i).collect();
+            let bad: Vec<usize> = req
+                .records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.dimensions[0].value == "BAD")
+                .map(|(i, _)| i)
+                .collect();
             if !bad.is_empty() && self.validation {
                 return Err(WriteError::Validation("bad record".into()));
             }
@@ -415,12 +471,24 @@ mod tests {
             if bad.is_empty() {
                 Ok(())
             } else {
-                Err(WriteError::Rejected(bad.into_iter().map(|index| RejectedRecord { index, reason: format!("bad at {index}"), existing_version: Some(3) }).collect()))
+                Err(WriteError::Rejected(
+                    bad.into_iter()
+                        .map(|index| RejectedRecord {
+                            index,
+                            reason: format!("bad at {index}"),
+                            existing_version: Some(3),
+                        })
+                        .collect(),
+                ))
             }
         }
     }
 
-    async fn run(mock: Mock, reqs: Vec<WriteRequest>, cfg: WriterConfig) -> (Arc<Mock>, Arc<MemorySink>, Arc<WriteStats>, DriveOutcome) {
+    async fn run(
+        mock: Mock,
+        reqs: Vec<WriteRequest>,
+        cfg: WriterConfig,
+    ) -> (Arc<Mock>, Arc<MemorySink>, Arc<WriteStats>, DriveOutcome) {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             for r in reqs {
@@ -432,12 +500,29 @@ mod tests {
         let mock = Arc::new(mock);
         let sink = Arc::new(MemorySink::default());
         let stats = Arc::new(WriteStats::default());
-        let out = drive(rx, mock.clone(), sink.clone(), cfg, stats.clone(), "in".into(), &|| false).await;
+        let out = drive(
+            rx,
+            mock.clone(),
+            sink.clone(),
+            cfg,
+            stats.clone(),
+            "in".into(),
+            &|| false,
+        )
+        .await;
         (mock, sink, stats, out)
     }
 
     fn fast() -> WriterConfig {
-        WriterConfig { retry: RetryPolicy { max_attempts: 4, base: Duration::from_millis(1), cap: Duration::from_millis(2) }, concurrency: 3, ..Default::default() }
+        WriterConfig {
+            retry: RetryPolicy {
+                max_attempts: 4,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(2),
+            },
+            concurrency: 3,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -447,15 +532,27 @@ mod tests {
         assert_eq!(get(&stats.written_records), 3000);
         assert_eq!(mock.written.lock().unwrap().len(), 3000);
         assert!(mock.max_in_flight.load(Ordering::SeqCst) <= 3);
-        assert!(mock.max_in_flight.load(Ordering::SeqCst) >= 2, "requests overlap");
+        assert!(
+            mock.max_in_flight.load(Ordering::SeqCst) >= 2,
+            "requests overlap"
+        );
         assert!(sink.letters.lock().unwrap().is_empty());
         assert_eq!(out.next_seq, 30);
     }
 
     #[tokio::test]
     async fn transient_errors_are_retried_and_counted() {
-        for fail in [WriteError::Throttled("t".into()), WriteError::Server("s".into()), WriteError::Timeout, WriteError::Connection("reset".into())] {
-            let mock = Mock { fail_first: 3, fail: Some(fail), ..Default::default() };
+        for fail in [
+            WriteError::Throttled("t".into()),
+            WriteError::Server("s".into()),
+            WriteError::Timeout,
+            WriteError::Connection("reset".into()),
+        ] {
+            let mock = Mock {
+                fail_first: 3,
+                fail: Some(fail),
+                ..Default::default()
+            };
             let (_, sink, stats, out) = run(mock, vec![req(0, 10, &[])], fast()).await;
             assert_eq!(get(&stats.retries), 3);
             assert_eq!(get(&stats.written_records), 10);
@@ -465,19 +562,32 @@ mod tests {
 
     #[tokio::test]
     async fn exhausted_retries_dead_letter_everything() {
-        let mock = Mock { fail_first: 100, fail: Some(WriteError::Throttled("slow down".into())), ..Default::default() };
+        let mock = Mock {
+            fail_first: 100,
+            fail: Some(WriteError::Throttled("slow down".into())),
+            ..Default::default()
+        };
         let (_, sink, stats, _) = run(mock, vec![req(0, 10, &[]), req(1, 5, &[])], fast()).await;
         assert_eq!(get(&stats.written_records), 0);
         assert_eq!(get(&stats.dead_lettered), 15);
         assert_eq!(get(&stats.retries), 6);
         let l = sink.letters.lock().unwrap();
-        assert!(l.iter().all(|l| l.kind == "retries_exhausted" && l.reason.contains("slow down")));
+        assert!(l
+            .iter()
+            .all(|l| l.kind == "retries_exhausted" && l.reason.contains("slow down")));
     }
 
     #[tokio::test]
     async fn retry_budget_is_run_wide() {
-        let mock = Mock { fail_first: 1000, fail: Some(WriteError::Server("x".into())), ..Default::default() };
-        let cfg = WriterConfig { retry_budget: 5, ..fast() };
+        let mock = Mock {
+            fail_first: 1000,
+            fail: Some(WriteError::Server("x".into())),
+            ..Default::default()
+        };
+        let cfg = WriterConfig {
+            retry_budget: 5,
+            ..fast()
+        };
         let (_, _, stats, _) = run(mock, (0..10).map(|s| req(s, 1, &[])).collect(), cfg).await;
         assert_eq!(get(&stats.retries), 5);
         assert_eq!(get(&stats.dead_lettered), 10);
@@ -499,9 +609,16 @@ mod tests {
 
     #[tokio::test]
     async fn validation_splits_to_isolate_bad_records() {
-        let mock = Mock { validation: true, ..Default::default() };
+        let mock = Mock {
+            validation: true,
+            ..Default::default()
+        };
         let (mock, sink, stats, _) = run(mock, vec![req(0, 100, &[42])], fast()).await;
-        assert_eq!(get(&stats.written_records), 99, "one bad record never costs the 99 good ones");
+        assert_eq!(
+            get(&stats.written_records),
+            99,
+            "one bad record never costs the 99 good ones"
+        );
         assert_eq!(mock.written.lock().unwrap().len(), 99);
         let l = sink.letters.lock().unwrap();
         assert_eq!(l.len(), 1);
@@ -512,17 +629,33 @@ mod tests {
 
     #[tokio::test]
     async fn fatal_errors_abort_the_run() {
-        let mock = Mock { fail_first: 1000, fail: Some(WriteError::NotFound("table k6.results".into())), ..Default::default() };
-        let (mock, _, stats, out) = run(mock, (0..50).map(|s| req(s, 10, &[])).collect(), fast()).await;
+        let mock = Mock {
+            fail_first: 1000,
+            fail: Some(WriteError::NotFound("table k6.results".into())),
+            ..Default::default()
+        };
+        let (mock, _, stats, out) =
+            run(mock, (0..50).map(|s| req(s, 10, &[])).collect(), fast()).await;
         assert!(out.fatal.unwrap().contains("k6.results"));
-        assert!(mock.calls.load(Ordering::SeqCst) <= 4, "stops taking requests at once");
+        assert!(
+            mock.calls.load(Ordering::SeqCst) <= 4,
+            "stops taking requests at once"
+        );
         assert_eq!(get(&stats.retries), 0);
     }
 
     #[tokio::test]
     async fn skips_confirmed_batches() {
-        let cfg = WriterConfig { skip_batches: 4, ..fast() };
-        let (mock, _, stats, out) = run(Mock::default(), (0..10).map(|s| req(s, 10, &[])).collect(), cfg).await;
+        let cfg = WriterConfig {
+            skip_batches: 4,
+            ..fast()
+        };
+        let (mock, _, stats, out) = run(
+            Mock::default(),
+            (0..10).map(|s| req(s, 10, &[])).collect(),
+            cfg,
+        )
+        .await;
         assert_eq!(get(&stats.batches_skipped), 4);
         assert_eq!(get(&stats.written_records), 60);
         let w = mock.written.lock().unwrap();
@@ -532,6 +665,9 @@ mod tests {
 
     #[test]
     fn reason_keys_fold_digits() {
-        assert_eq!(reason_key("outside [1700000000, 1700003600)"), "outside [N, N)");
+        assert_eq!(
+            reason_key("outside [1700000000, 1700003600)"),
+            "outside [N, N)"
+        );
     }
 }

@@ -27,10 +27,15 @@ pub enum Action {
 
 pub fn classify(e: &WriteError) -> Action {
     match e {
-        WriteError::Throttled(_) | WriteError::Server(_) | WriteError::Timeout | WriteError::Connection(_) => Action::Retry,
+        WriteError::Throttled(_)
+        | WriteError::Server(_)
+        | WriteError::Timeout
+        | WriteError::Connection(_) => Action::Retry,
         WriteError::Validation(_) => Action::Split,
         WriteError::Rejected(_) => Action::DeadLetterRejected,
-        WriteError::NotFound(_) | WriteError::AccessDenied(_) | WriteError::Fatal(_) => Action::Abort,
+        WriteError::NotFound(_) | WriteError::AccessDenied(_) | WriteError::Fatal(_) => {
+            Action::Abort
+        }
     }
 }
 
@@ -44,7 +49,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 10, base: Duration::from_millis(50), cap: Duration::from_secs(10) }
+        Self {
+            max_attempts: 10,
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(10),
+        }
     }
 }
 
@@ -68,11 +77,15 @@ pub struct RetryBudget {
 
 impl RetryBudget {
     pub fn new(total: u64) -> Self {
-        Self { left: AtomicU64::new(total) }
+        Self {
+            left: AtomicU64::new(total),
+        }
     }
     /// Takes one retry from the budget; false when none is left.
     pub fn take(&self) -> bool {
-        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1)).is_ok()
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1))
+            .is_ok()
     }
     pub fn left(&self) -> u64 {
         self.left.load(Ordering::Acquire)
@@ -86,22 +99,37 @@ mod tests {
     #[test]
     fn classification() {
         use WriteError::*;
-        for e in [Throttled("x".into()), Server("x".into()), Timeout, Connection("reset".into())] {
+        for e in [
+            Throttled("x".into()),
+            Server("x".into()),
+            Timeout,
+            Connection("reset".into()),
+        ] {
             assert_eq!(classify(&e), Action::Retry, "{e}");
         }
         assert_eq!(classify(&Validation("x".into())), Action::Split);
         assert_eq!(classify(&Rejected(vec![])), Action::DeadLetterRejected);
-        for e in [NotFound("t".into()), AccessDenied("x".into()), Fatal("x".into())] {
+        for e in [
+            NotFound("t".into()),
+            AccessDenied("x".into()),
+            Fatal("x".into()),
+        ] {
             assert_eq!(classify(&e), Action::Abort, "{e}");
         }
     }
 
     #[test]
     fn backoff_is_full_jitter_capped() {
-        let p = RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
         let mut rng = fastrand::Rng::with_seed(7);
         for retry in 0..30 {
-            let ceiling = Duration::from_millis(100).saturating_mul(1 << retry.min(20)).min(Duration::from_secs(1));
+            let ceiling = Duration::from_millis(100)
+                .saturating_mul(1 << retry.min(20))
+                .min(Duration::from_secs(1));
             let mut max = Duration::ZERO;
             for _ in 0..200 {
                 let d = p.backoff(retry, &mut rng);
