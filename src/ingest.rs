@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 pub struct IngestResult {
     pub report: RunReport,
     pub drive: DriveOutcome,
-    /// The converter stopped because the writer stopped taking requests.
+    /// Not every request was sent: the writer stopped taking them (time
+    /// budget), or a fatal error ended the run.
     pub stopped: bool,
 }
 
@@ -103,9 +104,13 @@ where
         report.error = Some(f.clone());
         report.complete = false;
     }
+    let stopped = outcome.stopped || drive.stopped;
+    if stopped {
+        report.complete = false;
+    }
     IngestResult {
         report,
         drive,
-        stopped: outcome.stopped,
+        stopped,
     }
 }

@@ -1,7 +1,6 @@
 //! WriteRecords requests as the JSON the Timestream API takes
 //! (`aws timestream-write write-records --cli-input-json`), one per line.
 
-use crate::batch::is_common;
 use crate::model::{DataModel, Values, WriteRequest};
 
 /// Appends `v` as a JSON string literal.
@@ -75,11 +74,7 @@ pub fn encode(out: &mut Vec<u8>, database: &str, table: &str, req: &WriteRequest
             out.push(b',');
         }
         out.push(b'{');
-        let mut own = r
-            .dimensions
-            .iter()
-            .filter(|d| !is_common(req, d))
-            .peekable();
+        let mut own = crate::batch::own_dimensions(req, r).peekable();
         if own.peek().is_some() {
             dims(out, own);
             out.push(b',');

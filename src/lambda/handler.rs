@@ -322,3 +322,364 @@ where
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lambda::config::LambdaConfig;
+    use crate::model::WriteRequest;
+    use crate::s3::OpenedObject;
+    use crate::writer::service::{RejectedRecord, WriteError};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    struct Obj {
+        body: Vec<u8>,
+        etag: String,
+        version: Option<String>,
+    }
+
+    #[derive(Default)]
+    struct Source {
+        objects: Mutex<HashMap<String, Obj>>,
+        opens: Mutex<Vec<ObjectRef>>,
+    }
+
+    impl ObjectSource for Arc<Source> {
+        async fn open(&self, obj: &ObjectRef) -> Result<OpenedObject, SourceError> {
+            self.opens.lock().unwrap().push(obj.clone());
+            if obj.key.contains("flaky") {
+                return Err(SourceError::Transient(
+                    obj.to_string(),
+                    "503 SlowDown".into(),
+                ));
+            }
+            let m = self.objects.lock().unwrap();
+            let o = m
+                .get(&obj.key)
+                .ok_or_else(|| SourceError::NotFound(obj.to_string()))?;
+            if obj.etag.as_ref().is_some_and(|e| *e != o.etag) {
+                return Err(SourceError::Changed(obj.to_string()));
+            }
+            Ok(OpenedObject {
+                body: Box::new(std::io::Cursor::new(o.body.clone())),
+                size: Some(o.body.len() as u64),
+                etag: Some(o.etag.clone()),
+                version_id: o.version.clone(),
+            })
+        }
+    }
+
+    /// Stores records; rejects records whose `status` dimension is 404
+    /// when `reject_404`; each call takes `delay`.
+    #[derive(Default)]
+    struct Writer {
+        records: Mutex<Vec<(u64, i64)>>,
+        calls: Mutex<u64>,
+        reject_404: bool,
+        delay: Duration,
+    }
+
+    impl RecordsWriter for Writer {
+        async fn write(&self, req: &WriteRequest) -> Result<(), WriteError> {
+            tokio::time::sleep(self.delay).await;
+            *self.calls.lock().unwrap() += 1;
+            let mut rejected = Vec::new();
+            for (i, r) in req.records.iter().enumerate() {
+                if self.reject_404
+                    && r.dimensions
+                        .iter()
+                        .any(|d| d.name == "status" && d.value == "404")
+                {
+                    rejected.push(RejectedRecord {
+                        index: i,
+                        reason: "synthetic".into(),
+                        existing_version: None,
+                    });
+                } else {
+                    self.records.lock().unwrap().push((req.seq, r.time_ns));
+                }
+            }
+            if rejected.is_empty() {
+                Ok(())
+            } else {
+                Err(WriteError::Rejected(rejected))
+            }
+        }
+    }
+
+    #[derive(Default, Clone)]
+    struct Put(Arc<Mutex<Vec<(String, String, Vec<u8>)>>>);
+
+    impl ObjectPut for Put {
+        async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((bucket.into(), key.into(), body));
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Invoker(Mutex<Vec<(String, serde_json::Value)>>);
+
+    impl super::Invoker for Arc<Invoker> {
+        async fn invoke_async(&self, function: &str, payload: Vec<u8>) -> Result<(), String> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((function.into(), serde_json::from_slice(&payload).unwrap()));
+            Ok(())
+        }
+    }
+
+    type H = Handler<Arc<Source>, Writer, Put, Arc<Invoker>>;
+
+    fn cfg(extra: &[(&str, &str)]) -> LambdaConfig {
+        let mut m: HashMap<String, String> = [
+            ("K6TS_DATABASE", "k6"),
+            ("K6TS_TABLE", "results"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "fn"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.to_string());
+        }
+        LambdaConfig::from_lookup(|k| m.get(k).cloned()).unwrap()
+    }
+
+    fn fixture() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mixed.json.gz"
+        ))
+        .unwrap()
+    }
+
+    fn handler(cfg: LambdaConfig, writer: Writer) -> (H, Arc<Source>, Put, Arc<Invoker>) {
+        let source = Arc::new(Source::default());
+        source.objects.lock().unwrap().insert(
+            "k6-results/run 1.json.gz".into(),
+            Obj {
+                body: fixture(),
+                etag: "e1".into(),
+                version: None,
+            },
+        );
+        let put = Put::default();
+        let inv = Arc::new(Invoker::default());
+        (
+            Handler {
+                cfg,
+                source: source.clone(),
+                writer: Arc::new(writer),
+                put: put.clone(),
+                invoker: inv.clone(),
+            },
+            source,
+            put,
+            inv,
+        )
+    }
+
+    fn s3_event(key: &str, etag: &str) -> serde_json::Value {
+        serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":key,"eTag":etag}}}]})
+    }
+
+    fn soon() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(120)
+    }
+
+    #[tokio::test]
+    async fn s3_event_is_processed_completely() {
+        let (h, source, put, inv) = handler(cfg(&[]), Writer::default());
+        let resp = h
+            .handle(s3_event("k6-results/run+1.json.gz", "e1"), soon())
+            .await
+            .unwrap();
+        let r = &resp.reports[0];
+        assert_eq!(r.outcome.as_deref(), Some("complete"), "{r:?}");
+        assert_eq!(r.input, "s3://b/k6-results/run 1.json.gz");
+        assert_eq!(r.written_measures, r.points);
+        assert_eq!(
+            r.written_records,
+            h.writer.records.lock().unwrap().len() as u64
+        );
+        assert!(put.0.lock().unwrap().is_empty() && inv.0.lock().unwrap().is_empty());
+        // If-Match: the event's ETag was asked for.
+        assert_eq!(source.opens.lock().unwrap()[0].etag.as_deref(), Some("e1"));
+    }
+
+    #[tokio::test]
+    async fn outcomes_that_are_not_retried() {
+        let (h, ..) = handler(cfg(&[]), Writer::default());
+        let ev = serde_json::json!({"Records":[
+            {"s3":{"bucket":{"name":"b"},"object":{"key":"k6-results/notes.txt"}}},
+            {"s3":{"bucket":{"name":"b"},"object":{"key":"k6-results/run+1.json.gz","eTag":"old"}}},
+            {"s3":{"bucket":{"name":"b"},"object":{"key":"k6-results/gone.json"}}},
+            {"s3":{"bucket":{"name":"b"},"object":{"key":"k6-timestream-dead-letter/b/x.json"}}}
+        ]});
+        let resp = h.handle(ev, soon()).await.unwrap();
+        let outcomes: Vec<_> = resp
+            .reports
+            .iter()
+            .map(|r| r.outcome.clone().unwrap())
+            .collect();
+        assert_eq!(outcomes, ["skipped", "replaced", "not_found", "skipped"]);
+        assert!(h.writer.records.lock().unwrap().is_empty());
+        let bad = h
+            .handle(serde_json::json!({"nope": 1}), soon())
+            .await
+            .unwrap();
+        assert_eq!(bad.reports[0].outcome.as_deref(), Some("failed"));
+    }
+
+    #[tokio::test]
+    async fn transient_source_errors_ask_for_a_retry() {
+        let (h, ..) = handler(cfg(&[]), Writer::default());
+        let e = h
+            .handle(s3_event("k6-results/flaky.json", "x"), soon())
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("SlowDown"));
+    }
+
+    #[tokio::test]
+    async fn rejected_records_become_an_s3_dead_letter_object() {
+        let (h, _, put, _) = handler(
+            cfg(&[]),
+            Writer {
+                reject_404: true,
+                ..Default::default()
+            },
+        );
+        let resp = h
+            .handle(
+                serde_json::json!({"bucket":"b","key":"k6-results/run 1.json.gz"}),
+                soon(),
+            )
+            .await
+            .unwrap();
+        let r = &resp.reports[0];
+        assert!(r.rejected_records > 0);
+        assert_eq!(r.written_measures + r.dead_lettered_measures, r.measures);
+        let puts = put.0.lock().unwrap();
+        assert_eq!(puts.len(), 1);
+        let (bucket, key, body) = &puts[0];
+        assert_eq!(bucket, "b");
+        assert!(
+            key.starts_with("k6-timestream-dead-letter/b/k6-results/run 1.json.gz"),
+            "{key}"
+        );
+        assert!(
+            !h.cfg.wants_key(key),
+            "a dead letter never triggers the function"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(body).lines().count() as u64,
+            r.dead_lettered
+        );
+        assert_eq!(
+            r.dead_letter_location.as_deref(),
+            Some(format!("s3://b/{key}").as_str())
+        );
+    }
+
+    /// Runs an event and then every continuation the handler asked for.
+    async fn run_chain(h: &H, inv: &Invoker, first: serde_json::Value) -> Vec<RunReport> {
+        let mut reports = vec![h.handle(first, soon()).await.unwrap().reports.remove(0)];
+        loop {
+            let next = inv.0.lock().unwrap().pop();
+            let Some((function, payload)) = next else {
+                break;
+            };
+            assert_eq!(function, "fn");
+            reports.push(h.handle(payload, soon()).await.unwrap().reports.remove(0));
+        }
+        reports
+    }
+
+    #[tokio::test]
+    async fn work_budget_continues_without_losing_or_repeating() {
+        let c = cfg(&[
+            ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
+            ("K6TS_CONCURRENCY", "1"),
+        ]);
+        let (h, source, _, inv) = handler(
+            c,
+            Writer {
+                delay: Duration::from_millis(20),
+                ..Default::default()
+            },
+        );
+        let reports = run_chain(&h, &inv, s3_event("k6-results/run+1.json.gz", "e1")).await;
+        assert!(
+            reports.len() >= 4,
+            "≥ 3 continuations, got {}",
+            reports.len()
+        );
+        let last = reports.last().unwrap();
+        assert_eq!(last.outcome.as_deref(), Some("complete"));
+        assert_eq!(last.continuations as usize, reports.len() - 1);
+        for r in &reports[..reports.len() - 1] {
+            assert_eq!(r.outcome.as_deref(), Some("continued"));
+        }
+        // Whole object, counted once.
+        assert_eq!(last.written_measures, last.measures);
+        assert_eq!(last.points, last.measures);
+        assert_eq!(last.written_records, last.records);
+        let w = h.writer.records.lock().unwrap();
+        assert_eq!(w.len() as u64, last.records, "no request was sent twice");
+        let mut seqs: Vec<u64> = w.iter().map(|(s, _)| *s).collect();
+        seqs.dedup();
+        assert_eq!(seqs, (0..last.batches).collect::<Vec<_>>());
+        // Every link read the object the chain started on.
+        assert!(source
+            .opens
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|o| o.etag.as_deref() == Some("e1")));
+    }
+
+    #[tokio::test]
+    async fn chain_length_is_bounded() {
+        let c = cfg(&[
+            ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
+            ("K6TS_CONCURRENCY", "1"),
+            ("K6TS_MAX_CONTINUATIONS", "1"),
+        ]);
+        let (h, _, _, inv) = handler(
+            c,
+            Writer {
+                delay: Duration::from_millis(20),
+                ..Default::default()
+            },
+        );
+        let reports = run_chain(&h, &inv, s3_event("k6-results/run+1.json.gz", "e1")).await;
+        assert_eq!(reports.len(), 2);
+        let last = &reports[1];
+        assert_eq!(last.outcome.as_deref(), Some("chain_limit"));
+        assert!(last
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("K6TS_MAX_CONTINUATIONS"));
+        assert!(last.written_measures < last.measures);
+    }
+
+    #[test]
+    fn margin_is_capped_by_the_time_left() {
+        assert_eq!(
+            effective_margin(Duration::from_secs(60), Duration::from_secs(900)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            effective_margin(Duration::from_secs(60), Duration::from_secs(30)),
+            Duration::from_millis(7500)
+        );
+    }
+}

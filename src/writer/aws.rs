@@ -3,7 +3,6 @@
 //! [`WriteError`] mapping.
 
 use super::service::{RecordsWriter, RejectedRecord, WriteError};
-use crate::batch::is_common;
 use crate::model::{DataModel, Values, WriteRequest};
 use aws_sdk_timestreamwrite as ts;
 use aws_sdk_timestreamwrite::error::SdkError;
@@ -118,10 +117,7 @@ pub fn to_sdk(req: &WriteRequest) -> (Record, Vec<Record>) {
         .records
         .iter()
         .map(|r| {
-            let own: Vec<Dimension> = r
-                .dimensions
-                .iter()
-                .filter(|d| !is_common(req, d))
+            let own: Vec<Dimension> = crate::batch::own_dimensions(req, r)
                 .map(|d| dim(&d.name, &d.value))
                 .collect();
             let mut b = Record::builder()

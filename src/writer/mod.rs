@@ -183,7 +183,9 @@ where
             break;
         }
         if stop() {
-            out.stopped = true;
+            // Stopped with work left? Requests still queued (or still to
+            // come) are not sent: the caller continues from `next_seq`.
+            out.stopped = !matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
             break;
         }
         tokio::select! {
