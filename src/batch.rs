@@ -98,7 +98,10 @@ impl CollisionGuard {
                     self.order.push_back((r.time_ns, series));
                     break;
                 }
-                Some(v) if *v == value => break,
+                Some(v) if *v == value => {
+                    report.identical_duplicates += 1;
+                    break;
+                }
                 Some(_) => {
                     moved = true;
                     match r.time_ns.checked_add(step) {

@@ -51,6 +51,9 @@ pub struct RunReport {
     /// Records moved by +1 ns (repeatedly if needed) because another record
     /// with the same dimensions, measure name and time had other values.
     pub nudged: u64,
+    /// Records identical to an earlier one (same dimensions, measure name,
+    /// time and values): written, but Timestream stores them once.
+    pub identical_duplicates: u64,
     /// Records older than the collision window when they arrived: they could
     /// not be checked for collisions (Timestream may reject them).
     pub collision_window_misses: u64,

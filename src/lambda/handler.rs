@@ -78,6 +78,26 @@ pub struct Handler<S, W, P, I> {
     pub invoker: I,
 }
 
+/// Time left until `deadline`. Lambda sends the deadline as epoch
+/// milliseconds; some local runtime emulators send the remaining duration
+/// in that header instead (a "deadline" in January 1970). A deadline
+/// before 2001 cannot be meant as an instant, so it is read as a duration.
+pub fn time_left(deadline: SystemTime, now: SystemTime) -> Duration {
+    match deadline.duration_since(now) {
+        Ok(left) => left,
+        Err(_) => {
+            let since_epoch = deadline
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            if since_epoch < Duration::from_secs(1_000_000_000) {
+                since_epoch
+            } else {
+                Duration::ZERO
+            }
+        }
+    }
+}
+
 /// Deadline margin actually used: the configured one, but never more than
 /// a quarter of the time the invocation has (a 60 s margin on a 30 s
 /// function would leave no time to work).
@@ -98,9 +118,7 @@ where
         deadline: SystemTime,
     ) -> Result<Response, RetryableError> {
         let started = Instant::now();
-        let remaining = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
+        let remaining = time_left(deadline, SystemTime::now());
         let deadline = started + remaining;
         let jobs = match parse_event(payload) {
             Ok(j) => j,
@@ -254,7 +272,17 @@ where
         let time_stop = res.stopped && res.drive.fatal.is_none() && report.error.is_none();
         if time_stop {
             let next = res.drive.next_seq.max(job.skip_batches);
-            if job.attempt >= cfg.max_continuations {
+            if next == job.skip_batches && res.report.batches_written == 0 {
+                // Not one new request fit before the safety margin: a
+                // continuation would do the same. Report it instead of
+                // burning the chain.
+                report.outcome = Some("failed".into());
+                report.error = Some(format!(
+                    "no time to write anything before the deadline margin ({} s left at start); raise the timeout or lower K6TS_SAFETY_MARGIN_SECONDS",
+                    remaining.as_secs()
+                ));
+                tracing::error!("no progress possible in this invocation");
+            } else if job.attempt >= cfg.max_continuations {
                 report.outcome = Some("chain_limit".into());
                 report.error = Some(format!(
                     "continuation chain limit ({}) reached: requests from {next} on were not written; re-process with a direct invocation or raise K6TS_MAX_CONTINUATIONS",
@@ -408,8 +436,10 @@ mod tests {
         }
     }
 
+    type Puts = Vec<(String, String, Vec<u8>)>;
+
     #[derive(Default, Clone)]
-    struct Put(Arc<Mutex<Vec<(String, String, Vec<u8>)>>>);
+    struct Put(Arc<Mutex<Puts>>);
 
     impl ObjectPut for Put {
         async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
@@ -669,6 +699,35 @@ mod tests {
             .unwrap()
             .contains("K6TS_MAX_CONTINUATIONS"));
         assert!(last.written_measures < last.measures);
+    }
+
+    #[test]
+    fn deadline_as_instant_or_as_duration() {
+        let now = SystemTime::now();
+        assert_eq!(
+            time_left(now + Duration::from_secs(30), now),
+            Duration::from_secs(30)
+        );
+        // An emulator's "600000 ms" header.
+        assert_eq!(
+            time_left(SystemTime::UNIX_EPOCH + Duration::from_millis(600_000), now),
+            Duration::from_secs(600)
+        );
+        assert_eq!(time_left(now - Duration::from_secs(5), now), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn no_time_at_all_fails_instead_of_looping() {
+        let (h, _, _, inv) = handler(cfg(&[]), Writer::default());
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let r = h
+            .handle(s3_event("k6-results/run+1.json.gz", "e1"), past)
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        assert_eq!(r.outcome.as_deref(), Some("failed"), "{r:?}");
+        assert!(inv.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Measures the Lambda function under the local runtime API of `cargo lambda watch`
+# (the `lambda_figures` test in tests/lambda_e2e.rs): cold init of the release binary
+# (process start -> first /runtime/invocation/next, 5 runs), cold first-invoke latency,
+# and end-to-end points/s with the function's peak RSS (VmHWM) on a big real k6 result
+# (S3 on moto -> the function -> the strict local Timestream endpoint).
+#
+# Usage: scripts/lambda-figures.sh [BIG.json.gz]   (default /tmp/big.json.gz; generated
+#        with scripts/fixtures/big.sh, real k6, ~35 s, when missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIG="${1:-/tmp/big.json.gz}"
+if [ ! -f "$BIG" ]; then
+  scripts/fixtures/big.sh "$BIG"
+fi
+cargo build --release --bin k6-timestream-lambda
+export AWS_EC2_METADATA_DISABLED=true
+K6TS_E2E_LAMBDA_BIN="$PWD/target/release/k6-timestream-lambda" K6TS_E2E_BIG="$BIG" \
+  cargo test --test lambda_e2e -- --ignored --exact lambda_figures --nocapture
