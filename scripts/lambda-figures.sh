@@ -5,11 +5,12 @@
 # and end-to-end points/s with the function's peak RSS (VmHWM) on a big real k6 result
 # (S3 on moto -> the function -> the strict local Timestream endpoint).
 #
-# Usage: scripts/lambda-figures.sh [BIG.json.gz]   (default /tmp/big.json.gz; generated
+# Usage: scripts/lambda-figures.sh [BIG.json.gz]   (default target/bench/big.json.gz, shared with the benches; generated
 #        with scripts/fixtures/big.sh, real k6, ~35 s, when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIG="${1:-/tmp/big.json.gz}"
+BIG="${1:-target/bench/big.json.gz}"
+mkdir -p "$(dirname "$BIG")"
 if [ ! -f "$BIG" ]; then
   scripts/fixtures/big.sh "$BIG"
 fi
