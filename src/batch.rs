@@ -10,7 +10,12 @@ use crate::model::{limits, DataModel, Dimension, Record, Values, WriteRequest};
 use crate::report::RunReport;
 
 /// Default span of record times kept for collision detection.
-pub const DEFAULT_COLLISION_WINDOW_SECS: u64 = 120;
+pub const DEFAULT_COLLISION_WINDOW_SECS: u64 = 60;
+
+/// At most this many records are remembered for collision detection
+/// (~35 bytes each: ≤ 14 MB), whatever the rate: at 1000 requests/s that is
+/// ~130 s of the multi model or ~30 s of the single model.
+pub const MAX_REMEMBERED: usize = 400_000;
 
 /// Makes sure no two records share dimensions, measure name and time with
 /// different values (Timestream rejects the second one). Real k6 output has
@@ -20,19 +25,34 @@ pub const DEFAULT_COLLISION_WINDOW_SECS: u64 = 120;
 /// as duplicates).
 ///
 /// Trade-off: memory must not grow with the input, so only records within
-/// `window` of the newest time seen are remembered. k6 writes samples in
-/// roughly time order (its JSON output flushes about every second), so a
-/// window of minutes catches every real collision; a record older than the
-/// window is counted as `collision_window_misses` rather than checked.
+/// `window` of the newest time seen, and at most [`MAX_REMEMBERED`], are
+/// remembered. Colliding points come from one VU's one request or
+/// iteration and are written within moments of each other, and k6 writes
+/// samples in roughly time order (a sample can lag by its request's
+/// duration, at most k6's 60 s default timeout), so a 60 s window catches
+/// every real collision; a record older than what is remembered is counted
+/// as `collision_window_misses` rather than checked.
 pub struct CollisionGuard {
     window_ns: i64,
     max_time: i64,
-    /// (time, series hash) → value hash of the records in the window.
-    seen: std::collections::HashMap<(i64, u64), u64, crate::convert::FnvBuild>,
-    /// The same keys in arrival order, for eviction. k6 output is nearly
+    /// Records up to this time may have been forgotten (count cap).
+    forgotten_before: i64,
+    /// key(time, series) → value hash of the remembered records.
+    seen: std::collections::HashMap<u64, u64, crate::convert::FnvBuild>,
+    /// (time, key) in arrival order, for eviction. k6 output is nearly
     /// time-ordered, so evicting from the front by time frees what left
     /// the window; a slightly late key is evicted slightly late (safe).
     order: std::collections::VecDeque<(i64, u64)>,
+}
+
+/// One u64 for (time, series): equal inputs give equal keys (no missed
+/// conflict); unequal inputs that happen to collide cost at most a
+/// needless +1 ns.
+fn slot_key(time_ns: i64, series: u64) -> u64 {
+    let mut h = series ^ (time_ns as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    h ^ (h >> 32)
 }
 
 impl CollisionGuard {
@@ -42,6 +62,7 @@ impl CollisionGuard {
                 .unwrap_or(i64::MAX)
                 .saturating_mul(1_000_000_000),
             max_time: i64::MIN,
+            forgotten_before: i64::MIN,
             seen: Default::default(),
             order: Default::default(),
         }
@@ -81,7 +102,8 @@ impl CollisionGuard {
 
     /// Adjusts `r.time_ns` if needed.
     pub fn admit(&mut self, r: &mut Record, report: &mut RunReport) {
-        if self.max_time != i64::MIN && r.time_ns < self.max_time.saturating_sub(self.window_ns) {
+        let floor = self.max_time.saturating_sub(self.window_ns).max(self.forgotten_before);
+        if self.max_time != i64::MIN && r.time_ns < floor {
             report.collision_window_misses += 1;
             return;
         }
@@ -92,10 +114,11 @@ impl CollisionGuard {
         let mut step: i64 = 1;
         let mut moved = false;
         loop {
-            match self.seen.get(&(r.time_ns, series)) {
+            let key = slot_key(r.time_ns, series);
+            match self.seen.get(&key) {
                 None => {
-                    self.seen.insert((r.time_ns, series), value);
-                    self.order.push_back((r.time_ns, series));
+                    self.seen.insert(key, value);
+                    self.order.push_back((r.time_ns, key));
                     break;
                 }
                 Some(v) if *v == value => {
@@ -120,13 +143,18 @@ impl CollisionGuard {
         if r.time_ns > self.max_time {
             self.max_time = r.time_ns;
             let floor = self.max_time.saturating_sub(self.window_ns);
-            while let Some(&(t, s)) = self.order.front() {
+            while let Some(&(t, k)) = self.order.front() {
                 if t >= floor {
                     break;
                 }
                 self.order.pop_front();
-                self.seen.remove(&(t, s));
+                self.seen.remove(&k);
             }
+        }
+        while self.order.len() > MAX_REMEMBERED {
+            let (t, k) = self.order.pop_front().expect("non-empty");
+            self.seen.remove(&k);
+            self.forgotten_before = self.forgotten_before.max(t.saturating_add(1));
         }
     }
 }
@@ -330,6 +358,24 @@ mod tests {
             [10, 11, 10, 12, 10]
         );
         assert_eq!(rep.nudged, 2);
+    }
+
+    #[test]
+    fn count_cap_bounds_memory_and_reports_what_it_cannot_check() {
+        let mut g = CollisionGuard::new(u64::MAX);
+        let mut rep = RunReport::default();
+        for i in 0..(MAX_REMEMBERED as i64 + 1000) {
+            let mut r = rec(&[("a", "1")], i, "1");
+            g.admit(&mut r, &mut rep);
+        }
+        assert_eq!(g.len(), MAX_REMEMBERED);
+        assert_eq!(rep.collision_window_misses, 0);
+        let mut old = rec(&[("a", "1")], 5, "2");
+        g.admit(&mut old, &mut rep);
+        assert_eq!(rep.collision_window_misses, 1, "a forgotten slot is not silently trusted");
+        let mut recent = rec(&[("a", "1")], MAX_REMEMBERED as i64 + 999, "2");
+        g.admit(&mut recent, &mut rep);
+        assert_eq!(recent.time_ns, MAX_REMEMBERED as i64 + 1000, "still nudged");
     }
 
     #[test]

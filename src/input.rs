@@ -132,6 +132,7 @@ fn produce<R: Read>(
     progress: Arc<Progress>,
     gzip_flag: &std::sync::mpsc::SyncSender<bool>,
     tx: std::sync::mpsc::SyncSender<Msg>,
+    free: Receiver<Vec<u8>>,
 ) {
     // Peek the first two bytes, however the source chooses to split its
     // reads (a pipe or a network stream may return one byte at a time).
@@ -166,7 +167,10 @@ fn produce<R: Read>(
     };
     let mut total = 0u64;
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        // Chunks come back from the consumer: no fresh (page-faulting,
+        // zeroed) allocation per 256 KiB.
+        let mut buf = free.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
         let mut filled = 0;
         // Fill whole chunks: fewer, larger messages.
         let res = loop {
@@ -237,18 +241,20 @@ where
     F: FnMut(u64, LineEvent<'_>) -> bool,
 {
     let (tx, rx) = sync_channel::<Msg>(CHANNEL_DEPTH);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH + 2);
     let (gtx, grx) = sync_channel::<bool>(1);
     std::thread::scope(|s| {
         let p2 = progress.clone();
-        s.spawn(move || produce(source, opts, p2, &gtx, tx));
+        s.spawn(move || produce(source, opts, p2, &gtx, tx, free_rx));
         let gzip = grx.recv().unwrap_or(false);
         // Dropping the receiver (inside consume) lets the producer finish.
-        (gzip, consume(rx, name, opts, &progress, &mut on_line))
+        (gzip, consume(rx, free_tx, name, opts, &progress, &mut on_line))
     })
 }
 
 fn consume<F>(
     rx: Receiver<Msg>,
+    free: std::sync::mpsc::SyncSender<Vec<u8>>,
     name: &str,
     opts: &InputOptions,
     progress: &Progress,
@@ -338,6 +344,7 @@ where
                 carry = Vec::new();
             }
         }
+        let _ = free.try_send(chunk);
     }
     // Last line without a trailing newline.
     if discarding {

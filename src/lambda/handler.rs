@@ -137,9 +137,9 @@ where
         };
         let mut reports = Vec::with_capacity(jobs.len());
         let mut retry: Option<String> = None;
-        for job in jobs {
+        for (i, job) in jobs.into_iter().enumerate() {
             let span = tracing::info_span!("object", bucket = %job.object.bucket, key = %job.object.key, version = job.object.version_id.as_deref().unwrap_or(""), attempt = job.attempt);
-            match self.process(job, started, deadline).instrument(span).await {
+            match self.process(job, started, deadline, i == 0).instrument(span).await {
                 Ok(r) => reports.push(r),
                 Err(e) => {
                     tracing::error!(error = %e.0, "retryable failure");
@@ -154,11 +154,15 @@ where
         }
     }
 
+    /// `first`: the first object of the invocation (a later one may find
+    /// the time used up by earlier objects: it continues in a new
+    /// invocation instead of failing).
     async fn process(
         &self,
         job: Job,
         started: Instant,
         deadline: Instant,
+        first: bool,
     ) -> Result<RunReport, RetryableError> {
         let cfg = &self.cfg;
         let obj = job.object.clone();
@@ -272,7 +276,7 @@ where
         let time_stop = res.stopped && res.drive.fatal.is_none() && report.error.is_none();
         if time_stop {
             let next = res.drive.next_seq.max(job.skip_batches);
-            if next == job.skip_batches && res.report.batches_written == 0 {
+            if first && next == job.skip_batches && res.report.batches_written == 0 {
                 // Not one new request fit before the safety margin: a
                 // continuation would do the same. Report it instead of
                 // burning the chain.
