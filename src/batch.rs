@@ -102,7 +102,10 @@ impl CollisionGuard {
 
     /// Adjusts `r.time_ns` if needed.
     pub fn admit(&mut self, r: &mut Record, report: &mut RunReport) {
-        let floor = self.max_time.saturating_sub(self.window_ns).max(self.forgotten_before);
+        let floor = self
+            .max_time
+            .saturating_sub(self.window_ns)
+            .max(self.forgotten_before);
         if self.max_time != i64::MIN && r.time_ns < floor {
             report.collision_window_misses += 1;
             return;
@@ -372,7 +375,10 @@ mod tests {
         assert_eq!(rep.collision_window_misses, 0);
         let mut old = rec(&[("a", "1")], 5, "2");
         g.admit(&mut old, &mut rep);
-        assert_eq!(rep.collision_window_misses, 1, "a forgotten slot is not silently trusted");
+        assert_eq!(
+            rep.collision_window_misses, 1,
+            "a forgotten slot is not silently trusted"
+        );
         let mut recent = rec(&[("a", "1")], MAX_REMEMBERED as i64 + 999, "2");
         g.admit(&mut recent, &mut rep);
         assert_eq!(recent.time_ns, MAX_REMEMBERED as i64 + 1000, "still nudged");

@@ -248,7 +248,10 @@ where
         s.spawn(move || produce(source, opts, p2, &gtx, tx, free_rx));
         let gzip = grx.recv().unwrap_or(false);
         // Dropping the receiver (inside consume) lets the producer finish.
-        (gzip, consume(rx, free_tx, name, opts, &progress, &mut on_line))
+        (
+            gzip,
+            consume(rx, free_tx, name, opts, &progress, &mut on_line),
+        )
     })
 }
 

@@ -139,7 +139,11 @@ where
         let mut retry: Option<String> = None;
         for (i, job) in jobs.into_iter().enumerate() {
             let span = tracing::info_span!("object", bucket = %job.object.bucket, key = %job.object.key, version = job.object.version_id.as_deref().unwrap_or(""), attempt = job.attempt);
-            match self.process(job, started, deadline, i == 0).instrument(span).await {
+            match self
+                .process(job, started, deadline, i == 0)
+                .instrument(span)
+                .await
+            {
                 Ok(r) => reports.push(r),
                 Err(e) => {
                     tracing::error!(error = %e.0, "retryable failure");
