@@ -220,6 +220,21 @@ pub struct Converter {
     kinds: HashMap<String, MetricKind, FnvBuild>,
     metric_names: HashSet<String, FnvBuild>,
     group: Option<Group>,
+    /// Bumped whenever `metric_names` grows (invalidates `tag_memo`).
+    names_gen: u64,
+    /// The naming outcome of the tag keys of the previous point, by
+    /// position: consecutive k6 points almost always carry the same keys in
+    /// the same order, so one string compare replaces the rule checks and
+    /// the hash lookup per tag.
+    tag_memo: Vec<NameMemo>,
+}
+
+struct NameMemo {
+    key: String,
+    gen: u64,
+    /// None: left out; Some(None): unchanged; Some(Some(n)): renamed.
+    out: Option<Option<String>>,
+    adjusts: Vec<&'static str>,
 }
 
 impl Converter {
@@ -235,6 +250,8 @@ impl Converter {
             kinds: HashMap::default(),
             metric_names,
             group: None,
+            names_gen: 0,
+            tag_memo: Vec::new(),
         }
     }
 
@@ -249,6 +266,7 @@ impl Converter {
         }
         if !self.metric_names.contains(name) {
             self.metric_names.insert(name.to_owned());
+            self.names_gen += 1;
         }
     }
 
@@ -271,33 +289,83 @@ impl Converter {
         }
         if name != metric && !self.metric_names.contains(&name) {
             self.metric_names.insert(name.clone());
+            self.names_gen += 1;
         }
         name
     }
 
     /// The dimension name for a tag/metadata key (None: left out).
     fn dim_name<'n>(&self, name: &'n str, report: &mut RunReport) -> Option<Cow<'n, str>> {
+        self.dim_name_with(name, &mut |a| report.adjust(a))
+    }
+
+    /// [`Self::dim_name`] through the positional memo (tags only).
+    fn tag_name<'n>(
+        &mut self,
+        slot: usize,
+        name: &'n str,
+        report: &mut RunReport,
+    ) -> Option<Cow<'n, str>> {
+        if let Some(m) = self.tag_memo.get(slot) {
+            if m.gen == self.names_gen && m.key == name {
+                for a in &m.adjusts {
+                    report.adjust(a);
+                }
+                return match &m.out {
+                    None => None,
+                    Some(None) => Some(Cow::Borrowed(name)),
+                    Some(Some(n)) => Some(Cow::Owned(n.clone())),
+                };
+            }
+        }
+        let mut adjusts = Vec::new();
+        let out = self.dim_name_with(name, &mut |a| adjusts.push(a));
+        for a in &adjusts {
+            report.adjust(a);
+        }
+        let memo = NameMemo {
+            key: name.to_owned(),
+            gen: self.names_gen,
+            out: out.as_ref().map(|c| match c {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(n) => Some(n.clone()),
+            }),
+            adjusts,
+        };
+        if slot < self.tag_memo.len() {
+            self.tag_memo[slot] = memo;
+        } else {
+            self.tag_memo.push(memo);
+        }
+        out
+    }
+
+    fn dim_name_with<'n>(
+        &self,
+        name: &'n str,
+        adjust: &mut dyn FnMut(&'static str),
+    ) -> Option<Cow<'n, str>> {
         if name.is_empty() {
-            report.adjust("dimension_empty_name_omitted");
+            adjust("dimension_empty_name_omitted");
             return None;
         }
         let mut n: Cow<str> = Cow::Borrowed(name);
         if name.contains(':') {
-            report.adjust("dimension_name_colon_replaced");
+            adjust("dimension_name_colon_replaced");
             n = Cow::Owned(name.replace(':', "_"));
         }
         if is_reserved(&n) {
-            report.adjust("dimension_renamed_reserved");
+            adjust("dimension_renamed_reserved");
             n = Cow::Owned(format!("tag_{n}"));
         }
         if self.metric_names.contains(&*n) {
-            report.adjust("dimension_renamed_metric_clash");
+            adjust("dimension_renamed_metric_clash");
             while self.metric_names.contains(&*n) {
                 n = Cow::Owned(format!("tag_{n}"));
             }
         }
         if n.len() > limits::MAX_DIMENSION_NAME_BYTES {
-            report.adjust("dimension_name_truncated");
+            adjust("dimension_name_truncated");
             n = Cow::Owned(shorten_name(&n, limits::MAX_DIMENSION_NAME_BYTES));
         }
         Some(n)
@@ -307,7 +375,7 @@ impl Converter {
     /// from the line where no rule changes them (the common case: most
     /// points of a MULTI group then cost no dimension allocation at all).
     fn dimensions<'p>(
-        &self,
+        &mut self,
         p: &'p Point<'_>,
         report: &mut RunReport,
     ) -> Vec<(Cow<'p, str>, Cow<'p, str>)> {
@@ -329,12 +397,12 @@ impl Converter {
             };
             dims.push((name, value));
         };
-        for (k, v) in &p.tags {
+        for (i, (k, v)) in p.tags.iter().enumerate() {
             if v.is_empty() {
                 report.adjust("dimension_empty_value_omitted");
                 continue;
             }
-            if let Some(n) = self.dim_name(k, report) {
+            if let Some(n) = self.tag_name(i, k, report) {
                 push(&mut dims, n, v, report);
             }
         }
@@ -402,6 +470,7 @@ impl Converter {
         crate::report::bump_key(&mut report.points_by_kind, kind);
         if !self.metric_names.contains(&*p.metric) {
             self.metric_names.insert(p.metric.to_string());
+            self.names_gen += 1;
         }
         let time_ns = match time {
             Ok(t) if t >= 0 => t,
