@@ -287,11 +287,6 @@ pub fn build_request(seq: u64, model: DataModel, records: Vec<Record>) -> WriteR
     }
 }
 
-/// Is `d` one of the request's common dimensions (sorted)?
-pub fn is_common(req: &WriteRequest, d: &Dimension) -> bool {
-    req.common_dimensions.binary_search(d).is_ok()
-}
-
 /// Estimated metered write size: (event bytes, event bytes rounded up to
 /// the 1 KiB metering unit). Per the Timestream pricing page: 8 B per
 /// timestamp, UTF-8 bytes of dimension names and values and measure names,
@@ -396,6 +391,11 @@ mod tests {
         let mut late = rec(&[("a", "1")], 0, "2");
         g.admit(&mut late, &mut rep);
         assert_eq!(rep.collision_window_misses, 1);
+    }
+
+    /// Reference for `own_dimensions`: is `d` a common dimension?
+    fn is_common(req: &WriteRequest, d: &Dimension) -> bool {
+        req.common_dimensions.binary_search(d).is_ok()
     }
 
     #[test]
