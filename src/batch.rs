@@ -126,6 +126,7 @@ impl CollisionGuard {
                 }
                 Some(v) if *v == value => {
                     report.identical_duplicates += 1;
+                    report.identical_duplicate_measures += r.measure_count();
                     break;
                 }
                 Some(_) => {

@@ -54,6 +54,8 @@ pub struct RunReport {
     /// Records identical to an earlier one (same dimensions, measure name,
     /// time and values): written, but Timestream stores them once.
     pub identical_duplicates: u64,
+    /// Measures in those records.
+    pub identical_duplicate_measures: u64,
     /// Records older than the collision window when they arrived: they could
     /// not be checked for collisions (Timestream may reject them).
     pub collision_window_misses: u64,
