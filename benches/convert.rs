@@ -71,7 +71,7 @@ fn main() {
 
 /// Writes `copies` time-shifted copies of a k6 result as one gzip file.
 fn make_longer(input: &str, out: &std::path::Path, copies: i64) {
-    use k6_timestream::time::{format_rfc3339_ns, parse_rfc3339_ns};
+    use k6_timestream::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns};
     use std::io::{BufRead, Write};
     let read = || {
         std::io::BufReader::new(flate2::read::MultiGzDecoder::new(

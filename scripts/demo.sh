@@ -14,7 +14,7 @@
 # Usage: scripts/demo.sh [--duration D] [--vus N] [--skip-install] [--keep]
 #   --duration D     k6 test duration (default 5s)
 #   --vus N          k6 virtual users (default 3)
-#   --skip-install   do not run scripts/install-tools.sh (the tools are on PATH)
+#   --skip-install   do not run scripts/install-tools.sh (the tools are in .venv/ or on PATH)
 #   --keep           keep the work directory (logs, results, event, report)
 #
 # Needs: a Rust toolchain, python3 with pip. Everything listens on 127.0.0.1
@@ -351,6 +351,7 @@ if [ "$INSTALL" = 1 ]; then
   step "installing the pinned tools (scripts/install-tools.sh)"
   scripts/install-tools.sh
 fi
+source scripts/tools-env.sh
 for tool in cargo k6 moto_server cargo-lambda; do
   command -v "$tool" >/dev/null || die "$tool not on PATH (run scripts/install-tools.sh)"
 done

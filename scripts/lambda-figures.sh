@@ -9,6 +9,7 @@
 #        with scripts/fixtures/big.sh, real k6, ~35 s, when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/tools-env.sh
 BIG="${1:-target/bench/big.json.gz}"
 mkdir -p "$(dirname "$BIG")"
 if [ ! -f "$BIG" ]; then

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh
+source scripts/tools-env.sh
 export AWS_EC2_METADATA_DISABLED=true
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -1,24 +1,70 @@
-//! convert → write, wired together: the converter on a blocking thread,
-//! the writer driver on the async runtime, a bounded channel between them.
+//! convert → write, wired together: the core (reading, converting,
+//! encoding) on a blocking thread, the sink's driver on the async runtime,
+//! a bounded channel between them.
 
-use crate::input::Progress;
-use crate::model::WriteRequest;
-use crate::pipeline::{self, PipelineOptions};
-use crate::report::RunReport;
-use crate::writer::dead_letter::DeadLetterSink;
-use crate::writer::service::RecordsWriter;
-use crate::writer::{self, DriveOutcome, WriteStats, WriterConfig};
+use crate::core::input::{InputError, Progress};
+use crate::core::pipeline::{self, Encoder, PipelineOptions};
+use crate::core::report::RunReport;
+use crate::sinks::dead_letter::DeadLetterSink;
+use crate::sinks::driver::{self, DriveOutcome, WriteStats, WriterConfig};
+use crate::sinks::{Request, Service};
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// Why a run ended early, typed so callers decide without reading text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Reading the input failed in a way a retry can cure (a network read
+    /// error of the object's body).
+    InputRead(String),
+    /// The input itself is unusable (corrupt or truncated gzip, over the
+    /// size cap): a retry reads the same bytes.
+    InputInvalid(String),
+    /// The sink refused the run (missing table, access denied, …).
+    Sink(String),
+    /// Dead letters could not be stored: the report cannot account for
+    /// every point.
+    DeadLetter(String),
+    /// The converter thread died.
+    Internal(String),
+}
+
+impl Failure {
+    /// Can a retry of the whole run help?
+    pub fn retryable(&self) -> bool {
+        matches!(self, Failure::InputRead(_))
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::InputRead(m)
+            | Failure::InputInvalid(m)
+            | Failure::Sink(m)
+            | Failure::DeadLetter(m)
+            | Failure::Internal(m) => m,
+        }
+    }
+
+    fn from_input(e: &InputError) -> Self {
+        if e.retryable() {
+            Failure::InputRead(e.to_string())
+        } else {
+            Failure::InputInvalid(e.to_string())
+        }
+    }
+}
+
 pub struct IngestResult {
     pub report: RunReport,
     pub drive: DriveOutcome,
     /// Not every request was sent: the writer stopped taking them (time
-    /// budget), or a fatal error ended the run.
+    /// budget), or a failure ended the run.
     pub stopped: bool,
+    /// The first failure that ended the run, if any (its message is also
+    /// the report's `error`).
+    pub failure: Option<Failure>,
 }
 
 /// Shared live state of one ingest (progress display, logs).
@@ -28,37 +74,58 @@ pub struct Live {
     pub stats: Arc<WriteStats>,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn ingest<R, W, D>(
+/// Everything one ingest needs besides the input: the sink's encoder,
+/// service and dead-letter sink, and the writer's settings.
+pub struct Sink<E, W, D> {
+    pub encoder: E,
+    pub service: Arc<W>,
+    pub dead_letters: Arc<D>,
+    pub config: WriterConfig,
+}
+
+pub async fn ingest<R, E, W, D>(
     source: R,
     name: String,
     popts: PipelineOptions,
-    writer: Arc<W>,
-    dlq: Arc<D>,
-    wcfg: WriterConfig,
+    sink: Sink<E, W, D>,
     live: Live,
     stop: Arc<dyn Fn() -> bool + Send + Sync>,
 ) -> IngestResult
 where
     R: Read + Send + 'static,
-    W: RecordsWriter,
+    E: Encoder + Send + 'static,
+    E::Request: Request,
+    W: Service<E::Request>,
     D: DeadLetterSink,
 {
-    let (tx, rx) = mpsc::channel::<WriteRequest>(wcfg.concurrency.max(1));
+    let Sink {
+        mut encoder,
+        service,
+        dead_letters: dlq,
+        config: wcfg,
+    } = sink;
+    let (tx, rx) = mpsc::channel::<E::Request>(wcfg.concurrency.max(1));
     let progress = live.progress.clone();
     let n2 = name.clone();
     let conv = tokio::task::spawn_blocking(move || {
-        pipeline::run(source, &n2, &popts, progress, &mut |req, _| {
-            if tx.blocking_send(req).is_ok() {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
-        })
+        pipeline::run(
+            source,
+            &n2,
+            &popts,
+            &mut encoder,
+            progress,
+            &mut |req, _| {
+                if tx.blocking_send(req).is_ok() {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            },
+        )
     });
-    let drive = writer::drive(
+    let drive = driver::drive(
         rx,
-        writer,
+        service,
         dlq.clone(),
         wcfg,
         live.stats.clone(),
@@ -69,8 +136,9 @@ where
     let outcome = match conv.await {
         Ok(o) => o,
         Err(e) => {
+            let failure = Failure::Internal(format!("converter failed: {e}"));
             let mut report = RunReport {
-                error: Some(format!("converter failed: {e}")),
+                error: Some(failure.message().to_owned()),
                 ..Default::default()
             };
             live.stats.merge_into(&mut report);
@@ -78,6 +146,7 @@ where
                 report,
                 drive,
                 stopped: true,
+                failure: Some(failure),
             };
         }
     };
@@ -86,22 +155,22 @@ where
     for (k, v) in &drive.rejected_reasons {
         *report.rejected_reasons.entry(k.clone()).or_default() += v;
     }
+    let mut failure = outcome.error.as_ref().map(Failure::from_input);
     match dlq.finish().await {
         Ok(loc) => report.dead_letter_location = loc.or(report.dead_letter_location.take()),
         Err(e) => {
-            report
-                .error
-                .get_or_insert(format!("dead-letter sink failed: {e}"));
+            failure.get_or_insert(Failure::DeadLetter(format!("dead-letter sink failed: {e}")));
         }
     }
     if let Some(e) = &drive.dead_letter_error {
-        report
-            .error
-            .get_or_insert(format!("dead-letter sink failed: {e}"));
+        failure.get_or_insert(Failure::DeadLetter(format!("dead-letter sink failed: {e}")));
     }
     if let Some(f) = &drive.fatal {
-        // The writer's fatal error explains the stop better than "stopped".
-        report.error = Some(f.clone());
+        // The sink's fatal error explains the stop better than anything.
+        failure = Some(Failure::Sink(f.clone()));
+    }
+    if let Some(f) = &failure {
+        report.error = Some(f.message().to_owned());
         report.complete = false;
     }
     let stopped = outcome.stopped || drive.stopped;
@@ -112,5 +181,6 @@ where
         report,
         drive,
         stopped,
+        failure,
     }
 }

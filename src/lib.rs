@@ -1,23 +1,29 @@
-//! k6-timestream: k6 JSON results → Amazon Timestream.
+//! k6-timestream: k6 results → Amazon Timestream.
 //!
-//! The core is pure and synchronous: [`input`] turns bytes into lines,
-//! [`k6`] parses them, [`convert`] makes records, [`batch`] makes
-//! WriteRecords requests, [`pipeline`] runs the lot over a stream. The
-//! I/O layers ([`writer`], [`source`], [`lambda`]) sit on top behind small
-//! traits, so handlers are testable without a network.
+//! The data's way through the crate:
+//!
+//! ```text
+//! sources/ (local file, S3 object)  ── bytes ──▶ core/input   (gzip, lines)
+//!   core/k6       (k6 JSON lines → points)
+//!   core/convert  (points → records: naming rules, limits, groups)
+//!   core/pipeline (the above over one stream, handing records to an encoder)
+//! sinks/<sink>/request (records → the sink's requests; collision guard)
+//! sinks/driver  (concurrent sends, retries, splits, dead letters)
+//!   sinks/<sink>/service (the one network call)
+//! ingest        (core on a blocking thread → driver on the runtime)
+//! cli/, lambda/ (argument types, events, decisions and wiring only)
+//! ```
+//!
+//! [`core`] is pure and synchronous: no tokio, no AWS types, no knowledge
+//! of any sink's wire format. Everything that does I/O sits behind small
+//! traits ([`sinks::Service`], [`sinks::dead_letter::DeadLetterSink`],
+//! [`sources::ObjectSource`], [`lambda::invoke::Invoker`]), so handlers are
+//! testable without a network.
 
-pub mod batch;
+pub mod aws;
 pub mod cli;
-pub mod convert;
+pub mod core;
 pub mod ingest;
-pub mod input;
-pub mod k6;
 pub mod lambda;
-pub mod model;
-pub mod pipeline;
-pub mod report;
-pub mod request_json;
-pub mod s3;
-pub mod source;
-pub mod time;
-pub mod writer;
+pub mod sinks;
+pub mod sources;

@@ -6,15 +6,15 @@
 //! `str::parse::<f64>` on the raw number text) finds in the fixture.
 //! New fixtures are picked up automatically (the directory is listed).
 
-mod common;
+mod support;
 
-use common::*;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_k6-timestream");
 const MAX_LINE_BYTES: usize = 1 << 20; // the CLI default
@@ -487,7 +487,7 @@ fn assert_all(results: Vec<Result<Checked, String>>) -> Vec<Checked> {
 
 #[test]
 fn oracle_self_test() {
-    common::oracle_self_test();
+    support::oracle_self_test();
 }
 
 #[test]

@@ -46,7 +46,7 @@
 //! and throughput of a release binary on a big k6 result.
 
 use flate2::read::MultiGzDecoder;
-use k6_timestream::report::RunReport;
+use k6_timestream::core::report::{Outcome, RunReport};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -990,7 +990,7 @@ fn sorted(mut v: Vec<M>) -> Vec<M> {
 /// What `k6-timestream convert` makes of `file` (as the function would for
 /// an object named `key`), expanded into measures, and its report.
 fn expected(file: &Path, key: &str) -> (Vec<M>, RunReport) {
-    let testid = k6_timestream::convert::derive_testid(key);
+    let testid = k6_timestream::core::convert::derive_testid(key);
     let summary = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new(CLI_BIN)
         .args([
@@ -1095,7 +1095,11 @@ fn assert_same(got: &[M], want: &[M], what: &str) {
 
 /// The checks every fully processed k6 object must pass.
 fn assert_complete(r: &RunReport, want: &RunReport, what: &str) {
-    assert_eq!(r.outcome.as_deref(), Some("complete"), "{what}: {r:#?}");
+    assert_eq!(
+        r.outcome.map(Outcome::as_str),
+        Some("complete"),
+        "{what}: {r:#?}"
+    );
     assert!(r.complete && r.error.is_none(), "{what}: {r:#?}");
     assert_eq!(
         (r.points, r.measures, r.records, r.batches),
@@ -1338,7 +1342,7 @@ fn lambda_end_to_end() {
     );
     assert_ne!(old.etag, new.etag);
     let r = &env.reports(&f, &s3_event("s3-put-plain.json", &[&old], false))[0];
-    assert_eq!(r.outcome.as_deref(), Some("replaced"), "{r:#?}");
+    assert_eq!(r.outcome.map(Outcome::as_str), Some("replaced"), "{r:#?}");
     assert!(
         r.error.as_deref().unwrap_or("").contains("replaced"),
         "{r:#?}"
@@ -1401,7 +1405,7 @@ fn lambda_end_to_end() {
     env.strict().reset();
     let up = env.put(bucket, "k6-results/notes.txt", b"not results\n".to_vec());
     let r = &env.reports(&f, &s3_event("s3-put-plain.json", &[&up], false))[0];
-    assert_eq!(r.outcome.as_deref(), Some("skipped"), "{r:#?}");
+    assert_eq!(r.outcome.map(Outcome::as_str), Some("skipped"), "{r:#?}");
     assert!(r.error.is_none() && r.points == 0, "{r:#?}");
     let up = env.put(
         bucket,
@@ -1411,7 +1415,7 @@ fn lambda_end_to_end() {
     );
     let r = &env.reports(&f, &s3_event("s3-put-plain.json", &[&up], false))[0];
     assert!(r.error.is_none(), "{r:#?}");
-    assert_eq!(r.outcome.as_deref(), Some("complete"), "{r:#?}");
+    assert_eq!(r.outcome.map(Outcome::as_str), Some("complete"), "{r:#?}");
     assert_eq!(
         (
             r.points,
@@ -1449,7 +1453,7 @@ fn lambda_end_to_end() {
     let r = &env.reports(&f, &s3_event("s3-put-gzip.json", &[&up], false))[0];
     env.strict().set_faults(Faults::default());
     let (want, want_r) = expected(&fixture("mixed.json.gz"), key);
-    assert_eq!(r.outcome.as_deref(), Some("complete"), "{r:#?}");
+    assert_eq!(r.outcome.map(Outcome::as_str), Some("complete"), "{r:#?}");
     assert_eq!(
         (r.points, r.measures, r.records),
         (want_r.points, want_r.measures, want_r.records)
@@ -1500,7 +1504,7 @@ fn lambda_end_to_end() {
         size: 0,
     };
     let r = &env.reports(&f, &s3_event("s3-put-plain.json", &[&dl], false))[0];
-    assert_eq!(r.outcome.as_deref(), Some("skipped"), "{r:#?}");
+    assert_eq!(r.outcome.map(Outcome::as_str), Some("skipped"), "{r:#?}");
     assert!(env.relay.take().is_empty(), "nothing continued so far");
 
     // 6. Continuations: a small work budget, one request at a time, slow
@@ -1535,7 +1539,7 @@ fn lambda_end_to_end() {
     let mut relayed = Vec::new();
     let mut links = 1;
     let sample_cont = sample_event("continuation.json");
-    while report.outcome.as_deref() == Some("continued") {
+    while report.outcome.map(Outcome::as_str) == Some("continued") {
         let got = env.relay.take();
         assert_eq!(
             got.len(),
@@ -1577,7 +1581,7 @@ fn lambda_end_to_end() {
         links += 1;
         eprintln!(
             "[lambda_e2e] link {links}: {} after skipping {} requests; so far {} requests, {} measures written",
-            report.outcome.as_deref().unwrap_or("?"),
+            report.outcome.map(Outcome::as_str).unwrap_or("?"),
             report.batches_skipped,
             report.batches_written,
             report.written_measures
@@ -1597,7 +1601,7 @@ fn lambda_end_to_end() {
         "[lambda_e2e] continuations: {links} links, skip_batches {skips:?}, {chain_secs:.1} s"
     );
     let r = &report;
-    assert_eq!(r.outcome.as_deref(), Some("complete"), "{r:#?}");
+    assert_eq!(r.outcome.map(Outcome::as_str), Some("complete"), "{r:#?}");
     assert!(
         relayed.len() >= 3 && r.continuations >= 3,
         "at least 3 continuations, got {} ({r:#?})",
@@ -1670,7 +1674,7 @@ fn lambda_figures() {
         inits.push(f.init);
         let t = Instant::now();
         let r = env.reports(&f, &s3_event("s3-put-plain.json", &[&up], false));
-        assert_eq!(r[0].outcome.as_deref(), Some("complete"));
+        assert_eq!(r[0].outcome.map(Outcome::as_str), Some("complete"));
         firsts.push(f.init + t.elapsed());
     }
     inits.sort();
@@ -1701,7 +1705,7 @@ fn lambda_figures() {
     let cpu = cpu_time(f.proc.pid())
         .unwrap_or_default()
         .saturating_sub(cpu0);
-    assert_eq!(r.outcome.as_deref(), Some("complete"), "{r:#?}");
+    assert_eq!(r.outcome.map(Outcome::as_str), Some("complete"), "{r:#?}");
     assert_eq!(r.written_measures, r.measures, "{r:#?}");
     eprintln!(
         "[figures] {big}: {} lines, {} points, {} records, {} requests; invoke wall {wall:.2} s -> {:.0} points/s ({:.0} records/s); report seconds {:.2}",

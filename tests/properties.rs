@@ -1,4 +1,4 @@
-//! Property tests of `k6_timestream::pipeline::run` over generated k6-like
+//! Property tests of `k6_timestream::core::pipeline::run` over generated k6-like
 //! NDJSON: a random mix of Metric lines, runs of Points sharing time and
 //! tags (like the points of one k6 request), exact and conflicting
 //! duplicates, blank / malformed / invalid-UTF-8 / over-long lines, odd
@@ -9,22 +9,24 @@
 //!
 //! The deterministic tests at the end pin the bugs these properties found.
 
-mod common;
+mod support;
 
-use common::*;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use k6_timestream::convert::ConvertOptions;
-use k6_timestream::input::{InputOptions, Progress};
-use k6_timestream::model::{DataModel, Values, WriteRequest};
-use k6_timestream::pipeline::{self, PipelineOptions};
-use k6_timestream::report::RunReport;
+use k6_timestream::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
+use k6_timestream::core::convert::ConvertOptions;
+use k6_timestream::core::input::{InputOptions, Progress};
+use k6_timestream::core::model::{DataModel, Values};
+use k6_timestream::core::pipeline::{self, PipelineOptions};
+use k6_timestream::core::report::RunReport;
+use k6_timestream::sinks::timestream::{Batcher, WriteRequest};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use support::*;
 
 /// 2024-03-10T12:00:00Z: every writable generated time is within 60 s of it.
 const T0: i128 = 1_710_072_000 * NS_PER_SEC;
@@ -715,7 +717,6 @@ fn options(model: DataModel, extra_dimension: bool) -> PipelineOptions {
             max_line_bytes: MAX_LINE,
             ..Default::default()
         },
-        ..Default::default()
     }
 }
 
@@ -729,11 +730,22 @@ struct Run {
 /// Runs the pipeline; the sink keeps what it gets and answers Break after
 /// `stop_after` requests.
 fn run_with<R: Read + Send>(source: R, opts: &PipelineOptions, stop_after: Option<usize>) -> Run {
+    run_windowed(source, opts, DEFAULT_COLLISION_WINDOW_SECS, stop_after)
+}
+
+fn run_windowed<R: Read + Send>(
+    source: R,
+    opts: &PipelineOptions,
+    window_secs: u64,
+    stop_after: Option<usize>,
+) -> Run {
     let mut requests = Vec::new();
+    let mut batcher = Batcher::new(opts.convert.model, window_secs);
     let out = pipeline::run(
         source,
         "generated.json",
         opts,
+        &mut batcher,
         Arc::new(Progress::default()),
         &mut |req, _| {
             requests.push(req);
@@ -872,7 +884,7 @@ fn check_request(
         out.push(rec);
     }
     let mut json = Vec::new();
-    k6_timestream::request_json::write_json(&mut json, "db", "tbl", req)
+    k6_timestream::sinks::timestream::encode::write_json(&mut json, "db", "tbl", req)
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8(json).map_err(|e| e.to_string())?;
     if text.matches('\n').count() != 1 || !text.ends_with('\n') {
@@ -902,7 +914,7 @@ fn cfg(cases: u32) -> Config {
 
 #[test]
 fn oracle_self_test() {
-    common::oracle_self_test();
+    support::oracle_self_test();
     assert_eq!(go_number(1e6), "1e+06");
     assert_eq!(go_number(1160472.0), "1.160472e+06");
     assert_eq!(go_number(9e-5), "9e-05");
@@ -1323,9 +1335,8 @@ fn a_huge_collision_window_still_resolves_conflicts() {
         point("m", "2024-03-10T12:00:00Z", "2", r#"{"a":"1"}"#),
     ]);
     for secs in [120, 1 << 62, u64::MAX] {
-        let mut opts = options(DataModel::Single, false);
-        opts.collision_window_secs = secs;
-        let r = run(&input, &opts);
+        let opts = options(DataModel::Single, false);
+        let r = run_windowed(&input[..], &opts, secs, None);
         let mut seen = CollisionCheck::default();
         for rec in merged(&r) {
             seen.add(&rec).unwrap_or_else(|e| {

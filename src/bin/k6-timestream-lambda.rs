@@ -1,9 +1,10 @@
 //! The Lambda binary: wiring only (configuration, clients, runtime).
 
 use k6_timestream::lambda::config::LambdaConfig;
-use k6_timestream::lambda::handler::{Handler, LambdaInvoker};
-use k6_timestream::s3::{S3Put, S3Source};
-use k6_timestream::writer::aws::{build_client, TimestreamWriter};
+use k6_timestream::lambda::handler::Handler;
+use k6_timestream::lambda::invoke::LambdaInvoker;
+use k6_timestream::sinks::timestream::service::{build_client, TimestreamWriter};
+use k6_timestream::sources::s3::{S3Put, S3Source};
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let cfg = LambdaConfig::from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let ts = build_client(&sdk, None).await?;
-    let s3 = k6_timestream::s3::build_client(&sdk);
+    let s3 = k6_timestream::sources::s3::build_client(&sdk);
     let handler = Arc::new(Handler {
         writer: Arc::new(TimestreamWriter::new(
             ts,

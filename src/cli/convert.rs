@@ -1,9 +1,9 @@
 //! `k6-timestream convert`: the pure core on the command line.
 
 use super::{exit, write_summary, ConversionArgs};
-use crate::input::Progress;
-use crate::pipeline;
-use crate::source::open_local;
+use crate::core::input::Progress;
+use crate::core::pipeline;
+use crate::sources::local::open_local;
 use clap::Args;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -34,7 +34,7 @@ pub fn run(cmd: ConvertCmd) -> i32 {
     let opts = cmd.conv.pipeline_options(&cmd.input);
     // Encoding the output runs on its own thread: with decompression on
     // another, parse/convert, inflate and encode overlap on 2 cores.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::model::WriteRequest>(16);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<crate::sinks::timestream::WriteRequest>(16);
     let (database, table) = (cmd.database.clone(), cmd.table.clone());
     let encoder = std::thread::spawn(move || -> std::io::Result<()> {
         let stdout = std::io::stdout();
@@ -42,15 +42,17 @@ pub fn run(cmd: ConvertCmd) -> i32 {
         let mut buf = Vec::with_capacity(64 * 1024);
         for req in rx {
             buf.clear();
-            crate::request_json::encode(&mut buf, &database, &table, &req);
+            crate::sinks::timestream::encode::encode(&mut buf, &database, &table, &req);
             out.write_all(&buf)?;
         }
         out.flush()
     });
+    let mut batcher = cmd.conv.timestream_encoder();
     let outcome = pipeline::run(
         source,
         &cmd.input,
         &opts,
+        &mut batcher,
         Arc::new(Progress::default()),
         &mut |req, _| {
             if tx.send(req).is_ok() {

@@ -1,12 +1,17 @@
 //! `k6-timestream ingest`: convert and write to Timestream.
 
 use super::{exit, write_summary, ConversionArgs};
-use crate::ingest::{ingest, Live};
-use crate::s3::{parse_s3_url, ObjectRef, ObjectSource, S3Source};
-use crate::writer::aws::{build_client, TimestreamWriter};
-use crate::writer::dead_letter::FileSink;
-use crate::writer::retry::RetryPolicy;
-use crate::writer::{WriterConfig, DEFAULT_CONCURRENCY};
+use crate::ingest::{ingest, Live, Sink};
+use crate::sinks::dead_letter::file::FileSink;
+use crate::sinks::driver::{
+    check_concurrency, WriterConfig, DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_SECS,
+    DEFAULT_RETRY_BUDGET,
+};
+use crate::sinks::retry::RetryPolicy;
+use crate::sinks::retry::DEFAULT_MAX_ATTEMPTS;
+use crate::sinks::timestream::service::{build_client, TimestreamWriter};
+use crate::sources::s3::S3Source;
+use crate::sources::{parse_s3_url, ObjectRef, ObjectSource};
 use clap::Args;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -33,13 +38,13 @@ pub struct IngestCmd {
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = parse_concurrency)]
     pub concurrency: usize,
     /// Per-request timeout in seconds.
-    #[arg(long, default_value_t = 20, value_name = "SECS")]
+    #[arg(long, default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS, value_name = "SECS")]
     pub request_timeout_secs: u64,
     /// Attempts per request (first included) for throttling, 5xx, timeouts, connection errors.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
     /// Retries allowed across the whole run.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = DEFAULT_RETRY_BUDGET)]
     pub retry_budget: u64,
     /// JSON-lines file for records that could not be written (default: ./<testid>.dead-letter.jsonl).
     #[arg(long, value_name = "PATH")]
@@ -52,10 +57,10 @@ pub struct IngestCmd {
 }
 
 fn parse_concurrency(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=1024).contains(&n) => Ok(n),
-        _ => Err(format!("expected a number from 1 to 1024, got {s:?}")),
-    }
+    let n = s
+        .parse::<usize>()
+        .map_err(|_| format!("expected a number, got {s:?}"))?;
+    check_concurrency(n)
 }
 
 pub fn run(cmd: IngestCmd) -> i32 {
@@ -85,7 +90,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     let (source, size): (Box<dyn Read + Send>, Option<u64>) =
         if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
             let src = S3Source {
-                client: crate::s3::build_client(&sdk),
+                client: crate::sources::s3::build_client(&sdk),
             };
             match src
                 .open(&ObjectRef {
@@ -107,7 +112,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
                 .ok()
                 .filter(|m| m.is_file())
                 .map(|m| m.len());
-            match crate::source::open_local(&cmd.input) {
+            match crate::sources::local::open_local(&cmd.input) {
                 Ok(s) => (s, size),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -126,7 +131,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     let dl_path = cmd.dead_letter.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.dead-letter.jsonl",
-            crate::convert::derive_testid(&cmd.input)
+            crate::core::convert::derive_testid(&cmd.input)
         ))
     });
     let dlq = Arc::new(FileSink::new(dl_path));
@@ -149,13 +154,17 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     let live = Live::default();
     let display = spawn_progress(&cmd.progress, live.clone(), size);
     let started = Instant::now();
+    let sink = Sink {
+        encoder: cmd.conv.timestream_encoder(),
+        service: writer,
+        dead_letters: dlq,
+        config: wcfg,
+    };
     let res = ingest(
         source,
         cmd.input.clone(),
         popts,
-        writer,
-        dlq,
-        wcfg,
+        sink,
         live,
         Arc::new(|| false),
     )

@@ -3,11 +3,12 @@
 pub mod convert;
 pub mod ingest;
 
-use crate::batch::DEFAULT_COLLISION_WINDOW_SECS;
-use crate::convert::{ConvertOptions, TestId, DEFAULT_MULTI_MEASURE_NAME};
-use crate::input::{InputOptions, DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES};
-use crate::model::DataModel;
-use crate::pipeline::PipelineOptions;
+use crate::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
+use crate::core::convert::{ConvertOptions, TestId, DEFAULT_MULTI_MEASURE_NAME};
+use crate::core::input::{InputOptions, DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES};
+use crate::core::model::DataModel;
+use crate::core::pipeline::PipelineOptions;
+use crate::sinks::timestream::Batcher;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -55,7 +56,7 @@ pub struct ConversionArgs {
     #[arg(long)]
     pub no_testid: bool,
     /// Extra dimension added to every record, KEY=VALUE (repeatable); a point's own tag of the same name wins.
-    #[arg(long = "dimension", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    #[arg(long = "dimension", value_name = "KEY=VALUE", value_parser = crate::core::kv::parse_kv)]
     pub dimensions: Vec<(String, String)>,
     /// MeasureName of MULTI records.
     #[arg(long, default_value = DEFAULT_MULTI_MEASURE_NAME, value_name = "NAME", value_parser = parse_measure_name)]
@@ -83,6 +84,11 @@ impl ConversionArgs {
         }
     }
 
+    /// Timestream's request builder for these options.
+    pub fn timestream_encoder(&self) -> Batcher {
+        Batcher::new(self.model, self.collision_window_secs)
+    }
+
     pub fn pipeline_options(&self, input_name: &str) -> PipelineOptions {
         PipelineOptions {
             convert: ConvertOptions {
@@ -95,33 +101,22 @@ impl ConversionArgs {
                 max_line_bytes: self.max_line_bytes,
                 max_decompressed_bytes: self.max_decompressed_bytes,
             },
-            collision_window_secs: self.collision_window_secs,
         }
     }
 }
 
 pub fn parse_measure_name(s: &str) -> Result<String, String> {
-    crate::convert::check_measure_name(s).map(|()| s.to_owned())
+    crate::core::convert::check_measure_name(s).map(|()| s.to_owned())
 }
 
 pub fn parse_model(s: &str) -> Result<DataModel, String> {
     s.parse()
 }
 
-/// `KEY=VALUE` with a non-empty key and value.
-pub fn parse_kv(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!(
-            "expected KEY=VALUE with non-empty key and value, got {s:?}"
-        )),
-    }
-}
-
 /// Writes the report JSON to `path`.
 pub fn write_summary(
     path: &std::path::Path,
-    report: &crate::report::RunReport,
+    report: &crate::core::report::RunReport,
 ) -> std::io::Result<()> {
     let mut s = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     s.push('\n');

@@ -1,11 +1,11 @@
 //! The function's configuration: environment variables, typed, read once at
 //! cold start. A bad variable is an init error that names it.
 
-use crate::batch::DEFAULT_COLLISION_WINDOW_SECS;
-use crate::convert::{TestId, DEFAULT_MULTI_MEASURE_NAME};
-use crate::input::{DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES};
-use crate::model::DataModel;
-use crate::writer::DEFAULT_CONCURRENCY;
+use crate::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
+use crate::core::convert::{TestId, DEFAULT_MULTI_MEASURE_NAME};
+use crate::core::input::{DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES};
+use crate::core::model::DataModel;
+use crate::sinks::driver::{DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_SECS, MAX_CONCURRENCY};
 use std::time::Duration;
 
 pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
@@ -100,11 +100,7 @@ impl LambdaConfig {
         };
         let dimensions = match get("K6TS_DIMENSIONS") {
             None => Vec::new(),
-            Some(v) => v
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| crate::cli::parse_kv(p.trim()).map_err(|e| err("K6TS_DIMENSIONS", e)))
-                .collect::<Result<_, _>>()?,
+            Some(v) => crate::core::kv::parse_kv_list(&v).map_err(|e| err("K6TS_DIMENSIONS", e))?,
         };
         let suffixes = match get("K6TS_SUFFIXES") {
             None => DEFAULT_SUFFIXES.iter().map(|s| s.to_string()).collect(),
@@ -116,8 +112,11 @@ impl LambdaConfig {
         };
         let g: &dyn Fn(&str) -> Option<String> = &get;
         let concurrency = num(g, "K6TS_CONCURRENCY", DEFAULT_CONCURRENCY, 1)?;
-        if concurrency > 1024 {
-            return Err(err("K6TS_CONCURRENCY", "at most 1024"));
+        if concurrency > MAX_CONCURRENCY {
+            return Err(err(
+                "K6TS_CONCURRENCY",
+                format!("at most {MAX_CONCURRENCY}"),
+            ));
         }
         Ok(Self {
             database: required("K6TS_DATABASE")?,
@@ -148,7 +147,7 @@ impl LambdaConfig {
             measure_name: match get("K6TS_MEASURE_NAME") {
                 None => DEFAULT_MULTI_MEASURE_NAME.to_owned(),
                 Some(m) => {
-                    crate::convert::check_measure_name(&m)
+                    crate::core::convert::check_measure_name(&m)
                         .map_err(|e| err("K6TS_MEASURE_NAME", e))?;
                     m
                 }
@@ -159,7 +158,12 @@ impl LambdaConfig {
                 DEFAULT_COLLISION_WINDOW_SECS,
                 1,
             )?,
-            request_timeout: Duration::from_secs(num(g, "K6TS_REQUEST_TIMEOUT_SECONDS", 20, 1)?),
+            request_timeout: Duration::from_secs(num(
+                g,
+                "K6TS_REQUEST_TIMEOUT_SECONDS",
+                DEFAULT_REQUEST_TIMEOUT_SECS,
+                1,
+            )?),
             metrics_namespace: get("K6TS_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "k6-timestream".to_owned()),
             self_function: get("K6TS_SELF_FUNCTION").or_else(|| get("AWS_LAMBDA_FUNCTION_NAME")),

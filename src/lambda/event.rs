@@ -1,8 +1,8 @@
 //! What the function is invoked with: S3 notifications, direct
 //! re-processing requests, and its own continuation events.
 
-use crate::report::RunReport;
-use crate::s3::ObjectRef;
+use crate::core::report::RunReport;
+use crate::sources::ObjectRef;
 use serde::{Deserialize, Serialize};
 
 /// Decodes an S3 event key: form-urlencoding, so `+` is a space and `%XX`

@@ -1,28 +1,24 @@
-//! The AWS Lambda function: S3 result drop → streamed object → Timestream.
+//! The AWS Lambda function: S3 result drop → streamed object → sink.
+//!
+//! [`event`] parses what invoked us (typed), [`config`] reads the
+//! environment once at init, [`plan`] turns the deadline into stop times
+//! (pure), [`decide`] turns an ingest result into the object's outcome
+//! (pure), [`continuation`] and [`invoke`] hand unfinished work to a new
+//! invocation, [`metrics`] emits the EMF line, and [`handler`] wires them.
 
 pub mod config;
-pub mod emf;
+pub mod continuation;
+pub mod decide;
 pub mod event;
 pub mod handler;
+pub mod invoke;
+pub mod metrics;
+pub mod plan;
 
-/// Logs through tracing; JSON when the function's log format is JSON
-/// (`AWS_LAMBDA_LOG_FORMAT=JSON`), level from `RUST_LOG` (default info).
+/// Logs through tracing with Lambda's advanced logging controls:
+/// `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, default info) and
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`. Logs go to stderr; stdout carries the EMF
+/// metric lines.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .without_time()
-        .with_ansi(false)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
-    } else {
-        b.init();
-    }
+    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
 }

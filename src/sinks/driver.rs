@@ -1,27 +1,17 @@
-//! Sends WriteRecords requests with bounded concurrency, retries, request
-//! splitting and a dead-letter sink, accounting for every measure.
-//!
-//! Roles, one file each: [`service`] (the I/O trait and its errors),
-//! [`retry`] (classification and backoff), [`dead_letter`] (sinks),
-//! [`aws`] (the SDK client and the model → SDK request mapping), and this
-//! file, the driver.
+//! Sends a sink's requests with bounded concurrency, retries, request
+//! splitting and a dead-letter sink, accounting for every measure. The
+//! same driver serves every sink: what differs is behind
+//! [`Request`] and [`Service`]; the retry decisions are [`super::retry`]'s.
 //!
 //! Backpressure: the converter runs on a blocking thread and hands requests
 //! over a channel of `concurrency` slots; the driver takes one only when a
 //! send slot is free, so at most `2 × concurrency` requests exist at once
 //! and memory stays flat whatever the input size.
 
-pub mod aws;
-pub mod dead_letter;
-pub mod retry;
-pub mod service;
-
-use crate::batch::build_request;
-use crate::model::WriteRequest;
-use crate::report::RunReport;
-use dead_letter::{DeadLetter, DeadLetterSink};
-use retry::{classify, Action, RetryBudget, RetryPolicy};
-use service::{RecordsWriter, WriteError};
+use super::dead_letter::{DeadLetter, DeadLetterSink, Kind};
+use super::retry::{classify, Action, RetryBudget, RetryPolicy};
+use super::{RejectedRecord, Request, Service, WriteError};
+use crate::core::report::RunReport;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +20,24 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// Requests in flight at most, by default and at the most.
 pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const MAX_CONCURRENCY: usize = 1024;
+/// Per-attempt request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 20;
+/// Retries allowed across one run.
+pub const DEFAULT_RETRY_BUDGET: u64 = 10_000;
+
+/// Checks a concurrency setting (CLI flag or environment variable).
+pub fn check_concurrency(n: usize) -> Result<usize, String> {
+    if (1..=MAX_CONCURRENCY).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "expected a number from 1 to {MAX_CONCURRENCY}, got {n}"
+        ))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -53,9 +60,9 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             concurrency: DEFAULT_CONCURRENCY,
-            request_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             retry: RetryPolicy::default(),
-            retry_budget: 10_000,
+            retry_budget: DEFAULT_RETRY_BUDGET,
             skip_batches: 0,
             hard_deadline: None,
         }
@@ -150,8 +157,8 @@ pub fn reason_key(reason: &str) -> String {
 /// fatal error; sends them with at most `cfg.concurrency` in flight; waits
 /// for all in-flight requests before returning. Dropping `rx` on return is
 /// what stops the converter early.
-pub async fn drive<W, D>(
-    mut rx: mpsc::Receiver<WriteRequest>,
+pub async fn drive<R, W, D>(
+    mut rx: mpsc::Receiver<R>,
     writer: Arc<W>,
     dlq: Arc<D>,
     cfg: WriterConfig,
@@ -160,7 +167,8 @@ pub async fn drive<W, D>(
     stop: &(dyn Fn() -> bool + Send + Sync),
 ) -> DriveOutcome
 where
-    W: RecordsWriter,
+    R: Request,
+    W: Service<R>,
     D: DeadLetterSink,
 {
     let concurrency = cfg.concurrency.max(1);
@@ -197,8 +205,8 @@ where
             }
             req = rx.recv(), if set.len() < concurrency => {
                 let Some(req) = req else { break };
-                out.next_seq = req.seq + 1;
-                if req.seq < ctx.cfg.skip_batches {
+                out.next_seq = req.seq() + 1;
+                if req.seq() < ctx.cfg.skip_batches {
                     add(&ctx.stats.batches_skipped, 1);
                     continue;
                 }
@@ -221,11 +229,11 @@ where
 
 /// Sends one request to completion; returns a fatal error message if the
 /// run must stop.
-async fn process<W: RecordsWriter, D: DeadLetterSink>(
+async fn process<R: Request, W: Service<R>, D: DeadLetterSink>(
     ctx: &Ctx<W, D>,
-    req: WriteRequest,
+    req: R,
 ) -> Option<String> {
-    let seq = req.seq;
+    let seq = req.seq();
     let fatal = Box::pin(send(ctx, req)).await;
     add(&ctx.stats.batches_written, 1);
     if let Some(f) = &fatal {
@@ -245,24 +253,41 @@ async fn dead_letter<W, D: DeadLetterSink>(ctx: &Ctx<W, D>, letters: Vec<DeadLet
     add(&ctx.stats.dead_lettered_measures, m);
 }
 
-fn letters_for(
-    ctx_input: &str,
-    req: &WriteRequest,
-    kind: &'static str,
-    reason: &str,
-) -> Vec<DeadLetter> {
-    req.records
-        .iter()
-        .map(|r| DeadLetter::new(ctx_input, req.seq, req.model, r, kind, reason.to_owned()))
+fn letters_for<R: Request>(input: &str, req: &R, kind: Kind, reason: &str) -> Vec<DeadLetter> {
+    (0..req.records().len())
+        .map(|i| letter(input, req, i, kind, reason.to_owned()))
         .collect()
 }
 
-async fn send<W: RecordsWriter, D: DeadLetterSink>(
+fn letter<R: Request>(input: &str, req: &R, i: usize, kind: Kind, reason: String) -> DeadLetter {
+    DeadLetter::new(
+        input,
+        req.seq(),
+        &req.records()[i],
+        req.record_json(i),
+        kind,
+        reason,
+    )
+}
+
+/// What one failed attempt leads to.
+enum Next {
+    /// Send the same request again (the backoff was slept, if any).
+    Again,
+    /// Finished: written, dead-lettered, or both.
+    Done,
+    /// Finished, and the run must stop with this error.
+    Fatal(String),
+}
+
+/// Sends one request to completion: retries, splits and dead letters.
+/// Returns the fatal error that must stop the run, if any.
+async fn send<R: Request, W: Service<R>, D: DeadLetterSink>(
     ctx: &Ctx<W, D>,
-    req: WriteRequest,
+    req: R,
 ) -> Option<String> {
     let mut rng =
-        fastrand::Rng::with_seed(req.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fastrand::u64(..));
+        fastrand::Rng::with_seed(req.seq().wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fastrand::u64(..));
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -273,138 +298,170 @@ async fn send<W: RecordsWriter, D: DeadLetterSink>(
         };
         let e = match res {
             Ok(()) => {
-                add(&ctx.stats.written_records, req.records.len() as u64);
+                add(&ctx.stats.written_records, req.records().len() as u64);
                 add(&ctx.stats.written_measures, req.measure_count());
                 return None;
             }
             Err(e) => e,
         };
-        match classify(&e) {
-            Action::Retry => {
-                let wait = ctx.cfg.retry.backoff(attempt - 1, &mut rng);
-                let in_time = ctx
-                    .cfg
-                    .hard_deadline
-                    .is_none_or(|d| Instant::now() + wait + ctx.cfg.request_timeout < d);
-                if attempt < ctx.cfg.retry.max_attempts && in_time && ctx.budget.take() {
-                    add(&ctx.stats.retries, 1);
-                    tracing::debug!(batch = req.seq, attempt, error = %e, ?wait, "retrying");
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                let why = if !in_time {
-                    "no time left before the deadline"
-                } else if attempt >= ctx.cfg.retry.max_attempts {
-                    "attempts exhausted"
-                } else {
-                    "run retry budget exhausted"
-                };
-                let letters = letters_for(
-                    &ctx.input,
-                    &req,
-                    "retries_exhausted",
-                    &format!("{e} ({why} after {attempt} attempts)"),
-                );
-                dead_letter(ctx, letters).await;
-                return None;
-            }
-            Action::Split => {
-                if req.records.len() == 1 {
-                    let letters = letters_for(&ctx.input, &req, "invalid", &e.to_string());
-                    *ctx.reasons
-                        .lock()
-                        .unwrap()
-                        .entry(reason_key(&e.to_string()))
-                        .or_default() += 1;
-                    dead_letter(ctx, letters).await;
-                    return None;
-                }
-                // Halving isolates k bad records in O(k log n) calls and
-                // keeps every good record's request valid.
-                add(&ctx.stats.splits, 1);
-                let mut records = req.records;
-                let right = records.split_off(records.len() / 2);
-                let a = build_request(req.seq, req.model, records);
-                let b = build_request(req.seq, req.model, right);
-                if let Some(f) = Box::pin(send(ctx, a)).await {
-                    return Some(f);
-                }
-                return Box::pin(send(ctx, b)).await;
-            }
+        let next = match classify(&e) {
+            Action::Retry => retry_or_give_up(ctx, &req, &e, attempt, &mut rng).await,
+            Action::Split => return split_and_send(ctx, req, &e).await,
             Action::DeadLetterRejected => {
                 let WriteError::Rejected(list) = e else {
-                    unreachable!()
+                    unreachable!("classify: DeadLetterRejected is only for Rejected")
                 };
-                let mut bad = vec![None; req.records.len()];
-                for r in list {
-                    if let Some(slot) = bad.get_mut(r.index) {
-                        *slot = Some(r);
-                    }
-                }
-                if bad.iter().all(Option::is_none) {
-                    // No usable index: nothing says which landed. Resending
-                    // is safe (identical records are duplicates): retry.
-                    if attempt < ctx.cfg.retry.max_attempts && ctx.budget.take() {
-                        add(&ctx.stats.retries, 1);
-                        continue;
-                    }
-                    let letters = letters_for(
-                        &ctx.input,
-                        &req,
-                        "rejected",
-                        "RejectedRecordsException without record indexes",
-                    );
-                    dead_letter(ctx, letters).await;
-                    return None;
-                }
-                let mut letters = Vec::new();
-                let (mut wr, mut wm) = (0u64, 0u64);
-                let (mut rr, mut rm) = (0u64, 0u64);
-                for (r, b) in req.records.iter().zip(bad) {
-                    match b {
-                        None => {
-                            wr += 1;
-                            wm += r.measure_count();
-                        }
-                        Some(b) => {
-                            rr += 1;
-                            rm += r.measure_count();
-                            *ctx.reasons
-                                .lock()
-                                .unwrap()
-                                .entry(reason_key(&b.reason))
-                                .or_default() += 1;
-                            let mut l = DeadLetter::new(
-                                &ctx.input, req.seq, req.model, r, "rejected", b.reason,
-                            );
-                            l.existing_version = b.existing_version;
-                            letters.push(l);
-                        }
-                    }
-                }
-                add(&ctx.stats.written_records, wr);
-                add(&ctx.stats.written_measures, wm);
-                add(&ctx.stats.rejected_records, rr);
-                add(&ctx.stats.rejected_measures, rm);
-                dead_letter(ctx, letters).await;
-                return None;
+                rejected(ctx, &req, list, attempt).await
             }
             Action::Abort => {
                 let msg = e.to_string();
-                let letters = letters_for(&ctx.input, &req, "aborted", &msg);
-                dead_letter(ctx, letters).await;
-                return Some(msg);
+                dead_letter(ctx, letters_for(&ctx.input, &req, Kind::Aborted, &msg)).await;
+                Next::Fatal(msg)
             }
+        };
+        match next {
+            Next::Again => continue,
+            Next::Done => return None,
+            Next::Fatal(m) => return Some(m),
         }
     }
 }
 
+/// A retryable failure: back off and go again while attempts, the run's
+/// budget and the deadline allow, else dead-letter the request.
+async fn retry_or_give_up<R: Request, W, D: DeadLetterSink>(
+    ctx: &Ctx<W, D>,
+    req: &R,
+    e: &WriteError,
+    attempt: u32,
+    rng: &mut fastrand::Rng,
+) -> Next {
+    let wait = ctx.cfg.retry.backoff(attempt - 1, rng);
+    let in_time = ctx
+        .cfg
+        .hard_deadline
+        .is_none_or(|d| Instant::now() + wait + ctx.cfg.request_timeout < d);
+    if attempt < ctx.cfg.retry.max_attempts && in_time && ctx.budget.take() {
+        add(&ctx.stats.retries, 1);
+        tracing::debug!(batch = req.seq(), attempt, error = %e, ?wait, "retrying");
+        tokio::time::sleep(wait).await;
+        return Next::Again;
+    }
+    let why = if !in_time {
+        "no time left before the deadline"
+    } else if attempt >= ctx.cfg.retry.max_attempts {
+        "attempts exhausted"
+    } else {
+        "run retry budget exhausted"
+    };
+    let reason = format!("{e} ({why} after {attempt} attempts)");
+    dead_letter(
+        ctx,
+        letters_for(&ctx.input, req, Kind::RetriesExhausted, &reason),
+    )
+    .await;
+    Next::Done
+}
+
+/// The sink refused the whole request as invalid: halve it until the bad
+/// records stand alone. Halving isolates k bad records in O(k log n) calls
+/// and keeps every good record's request valid.
+async fn split_and_send<R: Request, W: Service<R>, D: DeadLetterSink>(
+    ctx: &Ctx<W, D>,
+    req: R,
+    e: &WriteError,
+) -> Option<String> {
+    if req.records().len() == 1 {
+        count_reason(ctx, &e.to_string());
+        dead_letter(
+            ctx,
+            letters_for(&ctx.input, &req, Kind::Invalid, &e.to_string()),
+        )
+        .await;
+        return None;
+    }
+    add(&ctx.stats.splits, 1);
+    let (a, b) = req.split();
+    if let Some(f) = Box::pin(send(ctx, a)).await {
+        return Some(f);
+    }
+    Box::pin(send(ctx, b)).await
+}
+
+fn count_reason<W, D>(ctx: &Ctx<W, D>, reason: &str) {
+    *ctx.reasons
+        .lock()
+        .unwrap()
+        .entry(reason_key(reason))
+        .or_default() += 1;
+}
+
+/// A partial success: the records named in `list` were refused, the others
+/// stored.
+async fn rejected<R: Request, W, D: DeadLetterSink>(
+    ctx: &Ctx<W, D>,
+    req: &R,
+    list: Vec<RejectedRecord>,
+    attempt: u32,
+) -> Next {
+    let records = req.records();
+    let mut bad = vec![None; records.len()];
+    for r in list {
+        if let Some(slot) = bad.get_mut(r.index) {
+            *slot = Some(r);
+        }
+    }
+    if bad.iter().all(Option::is_none) {
+        // No usable index: nothing says which landed. Resending is safe
+        // (identical records are duplicates): retry.
+        if attempt < ctx.cfg.retry.max_attempts && ctx.budget.take() {
+            add(&ctx.stats.retries, 1);
+            return Next::Again;
+        }
+        let letters = letters_for(
+            &ctx.input,
+            req,
+            Kind::Rejected,
+            "rejected without record indexes",
+        );
+        dead_letter(ctx, letters).await;
+        return Next::Done;
+    }
+    let mut letters = Vec::new();
+    let (mut wr, mut wm) = (0u64, 0u64);
+    let (mut rr, mut rm) = (0u64, 0u64);
+    for (i, (r, b)) in records.iter().zip(bad).enumerate() {
+        match b {
+            None => {
+                wr += 1;
+                wm += r.measure_count();
+            }
+            Some(b) => {
+                rr += 1;
+                rm += r.measure_count();
+                count_reason(ctx, &b.reason);
+                let mut l = letter(&ctx.input, req, i, Kind::Rejected, b.reason);
+                l.existing_version = b.existing_version;
+                letters.push(l);
+            }
+        }
+    }
+    add(&ctx.stats.written_records, wr);
+    add(&ctx.stats.written_measures, wm);
+    add(&ctx.stats.rejected_records, rr);
+    add(&ctx.stats.rejected_measures, rm);
+    dead_letter(ctx, letters).await;
+    Next::Done
+}
+
 #[cfg(test)]
 mod tests {
-    use super::dead_letter::MemorySink;
-    use super::service::RejectedRecord;
     use super::*;
-    use crate::model::{DataModel, Dimension, Record, Values};
+    use crate::core::model::{DataModel, Dimension, Record, Values};
+    use crate::sinks::dead_letter::MemorySink;
+    use crate::sinks::timestream::request::build_request;
+    use crate::sinks::timestream::WriteRequest;
+    use crate::sinks::RejectedRecord;
     use std::sync::atomic::AtomicUsize;
 
     fn rec(i: u64, bad: bool) -> Record {
@@ -444,7 +501,7 @@ mod tests {
         written: Mutex<Vec<i64>>,
     }
 
-    impl RecordsWriter for Mock {
+    impl Service<WriteRequest> for Mock {
         async fn write(&self, req: &WriteRequest) -> Result<(), WriteError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -576,7 +633,7 @@ mod tests {
         let l = sink.letters.lock().unwrap();
         assert!(l
             .iter()
-            .all(|l| l.kind == "retries_exhausted" && l.reason.contains("slow down")));
+            .all(|l| l.kind == Kind::RetriesExhausted && l.reason.contains("slow down")));
     }
 
     #[tokio::test]
@@ -624,7 +681,7 @@ mod tests {
         assert_eq!(mock.written.lock().unwrap().len(), 99);
         let l = sink.letters.lock().unwrap();
         assert_eq!(l.len(), 1);
-        assert_eq!((l[0].kind, l[0].lines.clone()), ("invalid", vec![43]));
+        assert_eq!((l[0].kind, l[0].lines.clone()), (Kind::Invalid, vec![43]));
         // log2(100) ≈ 7 levels of halving.
         assert!(get(&stats.splits) <= 8, "{}", get(&stats.splits));
     }

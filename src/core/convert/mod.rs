@@ -24,10 +24,12 @@
 //! `f64`), never with a fixed precision: re-processing a file gives the same
 //! bytes, so Timestream treats a resend as a duplicate, not a conflict.
 
-use crate::k6::{MetricKind, Point};
-use crate::model::{limits, DataModel, Dimension, Record, Values};
-use crate::report::RunReport;
-use crate::time::TimeError;
+use crate::core::hash::{fnv1a, FnvBuild, FNV_OFFSET};
+use crate::core::k6::time::TimeError;
+use crate::core::k6::{MetricKind, Point};
+use crate::core::model::{limits, DataModel, Dimension, Record, Values};
+use crate::core::report::RunReport;
+use crate::core::value::format_value;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -96,50 +98,6 @@ impl Default for ConvertOptions {
             extra_dimensions: Vec::new(),
             multi_measure_name: DEFAULT_MULTI_MEASURE_NAME.to_owned(),
         }
-    }
-}
-
-/// Deterministic shortest round-trip text of a finite f64.
-pub fn format_value(v: f64) -> String {
-    // `{}` prints the shortest digits that round-trip, without exponent.
-    let mut s = format!("{v}");
-    if s == "-0" {
-        s = "0".to_owned();
-    }
-    s
-}
-
-/// FNV-1a 64: stable across platforms and releases (used in names and for
-/// collision keys, so it must never change with the toolchain).
-pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a as a `Hasher` for the per-point metric-name lookups (short keys,
-/// no adversary: the input is the user's own k6 output).
-#[derive(Default, Clone, Copy)]
-pub struct FnvBuild;
-
-pub struct Fnv(u64);
-
-impl std::hash::BuildHasher for FnvBuild {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(FNV_OFFSET)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = fnv1a(bytes, self.0);
     }
 }
 
@@ -253,10 +211,6 @@ impl Converter {
             names_gen: 0,
             tag_memo: Vec::new(),
         }
-    }
-
-    pub fn options(&self) -> &ConvertOptions {
-        &self.opts
     }
 
     /// A `Metric` definition line.
@@ -467,7 +421,7 @@ impl Converter {
     ) {
         report.points += 1;
         let kind = self.kinds.get(&*p.metric).map_or("unknown", |k| k.as_str());
-        crate::report::bump_key(&mut report.points_by_kind, kind);
+        crate::core::report::bump_key(&mut report.points_by_kind, kind);
         if !self.metric_names.contains(&*p.metric) {
             self.metric_names.insert(p.metric.to_string());
             self.names_gen += 1;
@@ -617,7 +571,7 @@ fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k6::{parse_line, Line};
+    use crate::core::k6::{parse_line, Line};
 
     fn point(line: &str) -> Point<'_> {
         match parse_line(line).unwrap() {
@@ -636,7 +590,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             let p = point(l);
-            let t = crate::time::parse_rfc3339_ns(&p.time);
+            let t = crate::core::k6::time::parse_rfc3339_ns(&p.time);
             c.push_point(&p, t, i as u64 + 1, &mut rep, &mut |r| out.push(r));
         }
         c.flush(&mut |r| out.push(r));
@@ -708,7 +662,7 @@ mod tests {
         let p = point(l);
         c.push_point(
             &p,
-            crate::time::parse_rfc3339_ns(&p.time),
+            crate::core::k6::time::parse_rfc3339_ns(&p.time),
             1,
             &mut rep,
             &mut |r| out.push(r),

@@ -92,6 +92,15 @@ pub enum InputError {
     },
 }
 
+impl InputError {
+    /// A read error of the underlying stream (a network problem for an S3
+    /// body): a retry reads the same bytes and may succeed. Corrupt or
+    /// oversized input fails the same way every time.
+    pub fn retryable(&self) -> bool {
+        matches!(self, InputError::Io { .. })
+    }
+}
+
 /// What the reading thread sends.
 enum Msg {
     Data(Vec<u8>),

@@ -1,7 +1,7 @@
 //! CloudWatch Embedded Metric Format: one JSON line per object on stdout,
 //! which Lambda turns into metrics without any API call.
 
-use crate::report::RunReport;
+use crate::core::report::{Outcome, RunReport};
 use serde_json::json;
 
 pub fn line(namespace: &str, function: &str, r: &RunReport) -> String {
@@ -10,8 +10,8 @@ pub fn line(namespace: &str, function: &str, r: &RunReport) -> String {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let failed = u64::from(matches!(
-        r.outcome.as_deref(),
-        Some("failed" | "chain_limit")
+        r.outcome,
+        Some(Outcome::Failed | Outcome::ChainLimit)
     ));
     let metrics = [
         ("Points", "Count", r.points as f64),
@@ -48,10 +48,10 @@ pub fn line(namespace: &str, function: &str, r: &RunReport) -> String {
 mod tests {
     #[test]
     fn emf_shape() {
-        let r = crate::report::RunReport {
+        let r = crate::core::report::RunReport {
             points: 7,
             dead_lettered: 1,
-            outcome: Some("failed".into()),
+            outcome: Some(crate::core::report::Outcome::Failed),
             ..Default::default()
         };
         let v: serde_json::Value = serde_json::from_str(&super::line("ns", "fn", &r)).unwrap();

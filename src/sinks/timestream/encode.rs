@@ -1,7 +1,8 @@
 //! WriteRecords requests as the JSON the Timestream API takes
 //! (`aws timestream-write write-records --cli-input-json`), one per line.
 
-use crate::model::{DataModel, Values, WriteRequest};
+use crate::core::model::{DataModel, Values};
+use crate::sinks::timestream::WriteRequest;
 
 /// Appends `v` as a JSON string literal.
 fn string(out: &mut Vec<u8>, v: &str) {
@@ -30,7 +31,7 @@ fn string(out: &mut Vec<u8>, v: &str) {
     out.push(b'"');
 }
 
-fn dims<'a>(out: &mut Vec<u8>, ds: impl Iterator<Item = &'a crate::model::Dimension>) {
+fn dims<'a>(out: &mut Vec<u8>, ds: impl Iterator<Item = &'a crate::core::model::Dimension>) {
     out.extend_from_slice(b"\"Dimensions\":[");
     for (i, d) in ds.enumerate() {
         if i > 0 {
@@ -74,7 +75,7 @@ pub fn encode(out: &mut Vec<u8>, database: &str, table: &str, req: &WriteRequest
             out.push(b',');
         }
         out.push(b'{');
-        let mut own = crate::batch::own_dimensions(req, r).peekable();
+        let mut own = crate::sinks::timestream::request::own_dimensions(req, r).peekable();
         if own.peek().is_some() {
             dims(out, own);
             out.push(b',');
@@ -126,7 +127,7 @@ pub fn write_json<W: std::io::Write>(
 /// One record as a self-contained Timestream `Record` JSON value (all
 /// dimensions, MeasureValueType and TimeUnit included): what a dead letter
 /// carries so it can be re-sent as is.
-pub fn record_value(model: DataModel, r: &crate::model::Record) -> serde_json::Value {
+pub fn record_value(model: DataModel, r: &crate::core::model::Record) -> serde_json::Value {
     use serde_json::json;
     let dims: Vec<_> = r
         .dimensions
@@ -158,7 +159,7 @@ pub fn record_value(model: DataModel, r: &crate::model::Record) -> serde_json::V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Dimension, Record};
+    use crate::core::model::{Dimension, Record};
 
     #[test]
     fn strings_are_valid_json() {
@@ -195,7 +196,11 @@ mod tests {
             time_ns: t,
             lines: vec![1],
         };
-        let req = crate::batch::build_request(0, DataModel::Multi, vec![rec("x", 5), rec("y", 6)]);
+        let req = crate::sinks::timestream::request::build_request(
+            0,
+            DataModel::Multi,
+            vec![rec("x", 5), rec("y", 6)],
+        );
         let mut out = Vec::new();
         encode(&mut out, "db", "t\"", &req);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

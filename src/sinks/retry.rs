@@ -7,7 +7,7 @@
 //! (`max_attempts`) and per run (`budget`), so a Timestream outage costs at
 //! most a known amount of time before records are dead-lettered.
 
-use super::service::WriteError;
+use super::WriteError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -39,6 +39,9 @@ pub fn classify(e: &WriteError) -> Action {
     }
 }
 
+/// Attempts per request (the first included), by default.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts per request, the first included.
@@ -50,7 +53,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 10,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             base: Duration::from_millis(50),
             cap: Duration::from_secs(10),
         }

@@ -1,31 +1,30 @@
-//! parse → convert → batch over a byte stream: the whole pure core.
+//! parse → convert → encode over a byte stream: the whole pure core.
 
-use crate::batch::{Batcher, DEFAULT_COLLISION_WINDOW_SECS};
-use crate::convert::{ConvertOptions, Converter};
-use crate::input::{for_each_line, InputError, InputOptions, LineEvent, Progress};
-use crate::k6::{parse_line, Line};
-use crate::model::{Record, WriteRequest};
-use crate::report::RunReport;
-use crate::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
+use crate::core::convert::{ConvertOptions, Converter};
+use crate::core::input::{for_each_line, InputError, InputOptions, LineEvent, Progress};
+use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
+use crate::core::k6::{parse_line, Line};
+use crate::core::model::Record;
+use crate::core::report::RunReport;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PipelineOptions {
     pub convert: ConvertOptions,
     pub input: InputOptions,
-    pub collision_window_secs: u64,
 }
 
-impl Default for PipelineOptions {
-    fn default() -> Self {
-        Self {
-            convert: ConvertOptions::default(),
-            input: InputOptions::default(),
-            collision_window_secs: DEFAULT_COLLISION_WINDOW_SECS,
-        }
-    }
+/// A sink's request builder: records in, requests out, as a pure function
+/// of the record sequence (request N of an input is always the same
+/// request, which is what lets a resumed run skip confirmed requests).
+pub trait Encoder {
+    type Request;
+    /// Takes a record; returns a request when one is complete.
+    fn push(&mut self, r: Record, report: &mut RunReport) -> Option<Self::Request>;
+    /// The last, partial request.
+    fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
 }
 
 /// The result of running the pipeline over one input.
@@ -38,15 +37,17 @@ pub struct Outcome {
     pub error: Option<InputError>,
 }
 
-/// Runs `source` through the core, handing each request to `sink` in order.
-/// `sink` returns `Break` to stop (then the pending partial group and batch
-/// are not emitted: a resumed run regenerates them identically).
-pub fn run<R: Read + Send>(
+/// Runs `source` through the core and `encoder`, handing each request to
+/// `sink` in order. `sink` returns `Break` to stop (then the pending
+/// partial group and batch are not emitted: a resumed run regenerates them
+/// identically).
+pub fn run<R: Read + Send, E: Encoder>(
     source: R,
     name: &str,
     opts: &PipelineOptions,
+    encoder: &mut E,
     progress: Arc<Progress>,
-    sink: &mut dyn FnMut(WriteRequest, &mut RunReport) -> ControlFlow<()>,
+    sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
     let mut report = RunReport {
         input: name.to_owned(),
@@ -54,14 +55,13 @@ pub fn run<R: Read + Send>(
         ..Default::default()
     };
     let mut conv = Converter::new(opts.convert.clone());
-    let mut batcher = Batcher::new(opts.convert.model, opts.collision_window_secs);
     let mut out: Vec<Record> = Vec::new();
     let mut stopped = false;
     let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
 
     let mut deliver = |out: &mut Vec<Record>,
                        report: &mut RunReport,
-                       batcher: &mut Batcher,
+                       batcher: &mut E,
                        stopped: &mut bool|
      -> bool {
         for r in out.drain(..) {
@@ -109,7 +109,7 @@ pub fn run<R: Read + Send>(
                 }
                 conv.push_point(&p, t, n, &mut report, &mut |r| out.push(r));
                 if !out.is_empty() {
-                    return deliver(&mut out, &mut report, &mut batcher, &mut stopped);
+                    return deliver(&mut out, &mut report, encoder, &mut stopped);
                 }
             }
         }
@@ -121,8 +121,8 @@ pub fn run<R: Read + Send>(
         // End of input, or a fatal error after which nothing more comes:
         // what was converted so far still goes out.
         conv.flush(&mut |r| out.push(r));
-        if deliver(&mut out, &mut report, &mut batcher, &mut stopped) {
-            if let Some(req) = batcher.finish(&mut report) {
+        if deliver(&mut out, &mut report, encoder, &mut stopped) {
+            if let Some(req) = encoder.finish(&mut report) {
                 if sink(req, &mut report).is_break() {
                     stopped = true;
                 }

@@ -173,7 +173,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
                 Ok(Scalar(Some(Cow::Owned(v.to_string()))))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Scalar(Some(Cow::Owned(crate::convert::format_value(v)))))
+                Ok(Scalar(Some(Cow::Owned(crate::core::value::format_value(
+                    v,
+                )))))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Scalar(None))

@@ -6,6 +6,40 @@ use std::collections::BTreeMap;
 /// How many first line numbers are kept per reason.
 pub const FIRST_LINES_KEPT: usize = 10;
 
+/// What became of an object (the Lambda's report and metric dimension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every point was written or dead-lettered.
+    Complete,
+    /// The rest was handed to a new invocation.
+    Continued,
+    /// The key does not look like k6 results.
+    Skipped,
+    /// Deleted since the event.
+    NotFound,
+    /// Replaced since the event (the replacement has its own event).
+    Replaced,
+    /// An error no retry can cure (bad input, a sink refusing the run).
+    Failed,
+    /// The continuation chain reached its bound.
+    ChainLimit,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::Continued => "continued",
+            Outcome::Skipped => "skipped",
+            Outcome::NotFound => "not_found",
+            Outcome::Replaced => "replaced",
+            Outcome::Failed => "failed",
+            Outcome::ChainLimit => "chain_limit",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunReport {
@@ -14,10 +48,9 @@ pub struct RunReport {
     /// S3 object version read (Lambda / s3:// input), when versioned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
-    /// Lambda: `complete`, `continued`, `skipped`, `not_found`, `replaced`,
-    /// `failed`, `chain_limit`.
+    /// Lambda: what became of the object.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub model: String,
     /// Whether the input was gzip (detected by magic bytes).
     pub gzip: bool,
@@ -127,11 +160,6 @@ impl RunReport {
     /// `points = measures + Σ dropped` (checked in tests and by the CLI).
     pub fn conversion_balanced(&self) -> bool {
         self.points == self.measures + self.dropped_total()
-    }
-
-    /// Every measure produced was written or dead-lettered.
-    pub fn delivery_balanced(&self) -> bool {
-        self.measures == self.written_measures + self.dead_lettered_measures
     }
 
     /// Adds the writer-side counters of an earlier invocation (Lambda

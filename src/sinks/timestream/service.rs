@@ -2,23 +2,15 @@
 //! explicit endpoint), the model → SDK request mapping, and SDK error →
 //! [`WriteError`] mapping.
 
-use super::service::{RecordsWriter, RejectedRecord, WriteError};
-use crate::model::{DataModel, Values, WriteRequest};
+use super::config::endpoint_override;
+use super::request::WriteRequest;
+use crate::aws::DisplayErrorChain;
+use crate::core::model::{DataModel, Values};
+use crate::sinks::{RejectedRecord, Service, WriteError};
 use aws_sdk_timestreamwrite as ts;
 use aws_sdk_timestreamwrite::error::SdkError;
 use aws_sdk_timestreamwrite::operation::write_records::WriteRecordsError;
 use ts::types::{Dimension, DimensionValueType, MeasureValue, MeasureValueType, Record, TimeUnit};
-
-/// The endpoint override in force, if any: an explicit `--endpoint-url`,
-/// else the SDK's standard `AWS_ENDPOINT_URL_TIMESTREAM_WRITE`, else
-/// `AWS_ENDPOINT_URL`.
-pub fn endpoint_override(explicit: Option<&str>) -> Option<String> {
-    explicit
-        .map(str::to_owned)
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_TIMESTREAM_WRITE").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-        .filter(|s| !s.is_empty())
-}
 
 /// Builds the client. Against AWS, Timestream requires endpoint discovery:
 /// the client resolves its cell endpoint with DescribeEndpoints and a
@@ -48,21 +40,6 @@ pub async fn build_client(
             tokio::spawn(reload.reload_task());
             Ok(client)
         }
-    }
-}
-
-/// Formats an error with its sources, `a: b: c`.
-pub struct DisplayErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for DisplayErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
     }
 }
 
@@ -117,7 +94,7 @@ pub fn to_sdk(req: &WriteRequest) -> (Record, Vec<Record>) {
         .records
         .iter()
         .map(|r| {
-            let own: Vec<Dimension> = crate::batch::own_dimensions(req, r)
+            let own: Vec<Dimension> = crate::sinks::timestream::request::own_dimensions(req, r)
                 .map(|d| dim(&d.name, &d.value))
                 .collect();
             let mut b = Record::builder()
@@ -218,7 +195,7 @@ pub fn map_error(err: SdkError<WriteRecordsError, ts::config::http::HttpResponse
     }
 }
 
-impl RecordsWriter for TimestreamWriter {
+impl Service<WriteRequest> for TimestreamWriter {
     async fn write(&self, req: &WriteRequest) -> Result<(), WriteError> {
         let (common, records) = to_sdk(req);
         self.client

@@ -1,13 +1,46 @@
-//! The one I/O operation the writer needs, behind a trait, and its errors
-//! stated without AWS types so the retry logic is a pure, tested unit.
+//! Sinks: where records go. The boundary every sink implements:
+//!
+//! - an encoder ([`crate::core::pipeline::Encoder`]) that turns the core's
+//!   records into the sink's requests, deterministically (request N of an
+//!   input is always the same request: resumes skip confirmed ones);
+//! - the [`Request`] it produces (what the [`driver`] needs to split one
+//!   and to dead-letter its records);
+//! - a [`Service`] that sends one request, mapping the sink's answers onto
+//!   [`WriteError`] so the retry decisions ([`retry`]) are sink-neutral.
+//!
+//! A second sink is one more folder beside [`timestream`].
 
-use crate::model::WriteRequest;
+pub mod dead_letter;
+pub mod driver;
+pub mod retry;
+pub mod timestream;
+
+use crate::core::model::Record;
 use std::future::Future;
 
-/// A record Timestream refused inside an otherwise successful request.
+/// One request of a sink, as the driver handles it.
+pub trait Request: Sized + Send + Sync + 'static {
+    /// 0-based position in the deterministic request sequence of the input.
+    fn seq(&self) -> u64;
+    /// The records it carries, in the order the sink reports them (a
+    /// [`RejectedRecord::index`] is an index into this).
+    fn records(&self) -> &[Record];
+    /// Measures (k6 points) it carries.
+    fn measure_count(&self) -> u64 {
+        self.records().iter().map(Record::measure_count).sum()
+    }
+    /// Two valid requests of the same `seq` with the first and the second
+    /// half of the records (only called with two or more records).
+    fn split(self) -> (Self, Self);
+    /// Record `i` in the sink's own shape, ready to re-send, for a dead
+    /// letter.
+    fn record_json(&self, i: usize) -> serde_json::Value;
+}
+
+/// A record the sink refused inside an otherwise successful request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedRecord {
-    /// Index into `WriteRequest::records`.
+    /// Index into [`Request::records`].
     pub index: usize,
     pub reason: String,
     pub existing_version: Option<i64>,
@@ -53,7 +86,7 @@ impl std::fmt::Display for WriteError {
 }
 
 /// Sends one request. Implementations must not retry on their own (the
-/// writer's retry layer is the only one).
-pub trait RecordsWriter: Send + Sync + 'static {
-    fn write(&self, req: &WriteRequest) -> impl Future<Output = Result<(), WriteError>> + Send;
+/// driver's retry layer is the only one).
+pub trait Service<R: Request>: Send + Sync + 'static {
+    fn write(&self, req: &R) -> impl Future<Output = Result<(), WriteError>> + Send;
 }

@@ -1,8 +1,10 @@
-//! The records this tool writes, free of AWS SDK types.
+//! What the core hands to a sink: records (one k6 point, or a group of
+//! points sharing time, tags and metadata), free of any SDK type.
 //!
-//! Every measure value is a `DOUBLE` (k6 samples are float64), every time is in
-//! nanoseconds. The writer maps these onto the SDK's types; `convert` prints
-//! them in the WriteRecords JSON shape (see [`crate::request_json`]).
+//! Every measure value is decimal text of a float64 (k6 samples are
+//! float64), every time is in nanoseconds. The naming rules and limits the
+//! converter applies are Timestream's (the strictest of the sinks); a sink
+//! encodes records into its own requests (see [`crate::sinks`]).
 
 use serde::Serialize;
 
@@ -79,26 +81,6 @@ pub struct Record {
 impl Record {
     pub fn measure_count(&self) -> u64 {
         self.values.measure_count()
-    }
-}
-
-/// One WriteRecords request: ≤ 100 records, with what all of them share
-/// hoisted into CommonAttributes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriteRequest {
-    /// 0-based position in the deterministic request sequence of the input.
-    pub seq: u64,
-    pub model: DataModel,
-    pub common_dimensions: Vec<Dimension>,
-    /// Set when every record has the same measure name (then the records
-    /// carry none).
-    pub common_measure_name: Option<String>,
-    pub records: Vec<Record>,
-}
-
-impl WriteRequest {
-    pub fn measure_count(&self) -> u64 {
-        self.records.iter().map(Record::measure_count).sum()
     }
 }
 

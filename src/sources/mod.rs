@@ -1,0 +1,83 @@
+//! Where k6 results come from: a local file or stdin ([`local`]), or the S3
+//! object an event announced ([`s3`]). What a handler needs of a source is
+//! the [`ObjectSource`] trait, so it is testable offline.
+
+pub mod local;
+pub mod s3;
+
+use std::future::Future;
+use tokio::io::AsyncRead;
+
+/// The object to read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// Decoded key (not form-urlencoded).
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Read only if the object still has this ETag (`If-Match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+impl ObjectRef {
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)?;
+        if let Some(v) = &self.version_id {
+            write!(f, " (version {v})")?;
+        }
+        Ok(())
+    }
+}
+
+/// `s3://bucket/key` → (bucket, key).
+pub fn parse_s3_url(s: &str) -> Option<(String, String)> {
+    let rest = s.strip_prefix("s3://")?;
+    let (b, k) = rest.split_once('/')?;
+    (!b.is_empty() && !k.is_empty()).then(|| (b.to_owned(), k.to_owned()))
+}
+
+pub struct OpenedObject {
+    pub body: Box<dyn AsyncRead + Send + Unpin>,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// No such key or version: deleted since the event (not retried).
+    #[error("{0}: object not found (deleted or never existed)")]
+    NotFound(String),
+    /// The ETag no longer matches: replaced since the event (not retried;
+    /// the replacement has its own event).
+    #[error("{0}: object was replaced since the event (ETag no longer matches)")]
+    Changed(String),
+    #[error("{0}: access denied: {1}")]
+    AccessDenied(String, String),
+    /// Worth retrying (5xx, throttling, network).
+    #[error("{0}: {1}")]
+    Transient(String, String),
+    #[error("{0}: {1}")]
+    Fatal(String, String),
+}
+
+impl SourceError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, SourceError::Transient(..))
+    }
+}
+
+pub trait ObjectSource: Send + Sync + 'static {
+    fn open(
+        &self,
+        obj: &ObjectRef,
+    ) -> impl Future<Output = Result<OpenedObject, SourceError>> + Send;
+}
