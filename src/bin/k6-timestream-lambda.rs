@@ -8,6 +8,12 @@ use k6_timestream::sources::s3::{S3Put, S3Source};
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 
+// The converter's per-point small allocations run the same in the Lambda
+// as in the CLI, where mimalloc measurably speeds conversion up (see
+// BENCHMARKS.md); the end-to-end Lambda figure is in the same file.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     k6_timestream::lambda::init_tracing();
