@@ -37,7 +37,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         let h = handler.clone();
         async move {
-            h.handle(ev.payload, ev.context.deadline())
+            h.answer(ev.payload, ev.context.deadline())
                 .await
                 .map_err(lambda_runtime::Error::from)
         }

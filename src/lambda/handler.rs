@@ -2,10 +2,11 @@
 //! object put for dead letters, async self-invoke), so it runs the same
 //! under the Lambda runtime and in unit tests without a network.
 
+use super::batch::{self, TaskOutcome};
 use super::config::LambdaConfig;
 use super::continuation::continuation_event;
 use super::decide::{decide, Decision, Facts};
-use super::event::{parse_event, Job};
+use super::event::{parse_event, BatchInvocation, Event, Job};
 use super::invoke::Invoker;
 use super::plan::{plan, time_left, Plan};
 use crate::core::convert::ConvertOptions;
@@ -20,6 +21,7 @@ use crate::sinks::timestream::{Batcher, WriteRequest};
 use crate::sinks::Service;
 use crate::sources::s3::ObjectPut;
 use crate::sources::{ObjectRef, ObjectSource, OpenedObject, SourceError};
+use aws_lambda_events::event::s3::batch_job::S3BatchJobResponse;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +33,17 @@ use tracing::Instrument;
 #[derive(Debug, Serialize)]
 pub struct Response {
     pub reports: Vec<RunReport>,
+}
+
+/// The function's answer, in the shape its invoker reads.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// S3 notifications, EventBridge events, direct and continuation
+    /// events: `{"reports":[...]}`.
+    Reports(Response),
+    /// S3 Batch Operations: one result per task.
+    Batch(S3BatchJobResponse),
 }
 
 /// An error worth a Lambda retry (the async invoke retries twice; the
@@ -54,15 +67,44 @@ where
     P: ObjectPut + Clone,
     I: Invoker,
 {
+    /// The entry point: answers every event kind in its invoker's shape.
+    /// A retryable failure fails the invocation (Lambda retries it), except
+    /// in a Batch Operations job, where it is that task's
+    /// `TemporaryFailure`.
+    pub async fn answer(
+        &self,
+        payload: serde_json::Value,
+        deadline: SystemTime,
+    ) -> Result<Answer, RetryableError> {
+        match parse_event(payload) {
+            Ok(Event::Batch(b)) => Ok(Answer::Batch(self.batch(b, deadline).await)),
+            other => self
+                .reports(other.and_then(Event::into_objects), deadline)
+                .await
+                .map(Answer::Reports),
+        }
+    }
+
+    /// One report per object of the event (a Batch Operations job is
+    /// answered by [`Self::answer`]).
     pub async fn handle(
         &self,
         payload: serde_json::Value,
         deadline: SystemTime,
     ) -> Result<Response, RetryableError> {
+        self.reports(parse_event(payload).and_then(Event::into_objects), deadline)
+            .await
+    }
+
+    async fn reports(
+        &self,
+        jobs: Result<Vec<Job>, String>,
+        deadline: SystemTime,
+    ) -> Result<Response, RetryableError> {
         let started = Instant::now();
         let remaining = time_left(deadline, SystemTime::now());
         let deadline = started + remaining;
-        let jobs = match parse_event(payload) {
+        let jobs = match jobs {
             Ok(j) => j,
             Err(e) => {
                 // Not retryable: the same payload would fail the same way.
@@ -98,6 +140,39 @@ where
             Some(e) => Err(RetryableError(e)),
             None => Ok(Response { reports }),
         }
+    }
+
+    /// Each task's object in turn; every task gets its result, so one
+    /// task's retryable failure is its own `TemporaryFailure` and not the
+    /// invocation's error.
+    async fn batch(&self, inv: BatchInvocation, deadline: SystemTime) -> S3BatchJobResponse {
+        let started = Instant::now();
+        let deadline = started + time_left(deadline, SystemTime::now());
+        let mut done = Vec::with_capacity(inv.tasks.len());
+        for (i, task) in inv.tasks.into_iter().enumerate() {
+            let outcome = match task.job {
+                Err(e) => {
+                    tracing::error!(task = %task.task_id, error = %e, "task names no readable object");
+                    TaskOutcome::Unusable(e)
+                }
+                Ok(job) => {
+                    let span = tracing::info_span!("object", task = %task.task_id, bucket = %job.object.bucket, key = %job.object.key, version = job.object.version_id.as_deref().unwrap_or(""), attempt = job.attempt);
+                    match self
+                        .process(job, started, deadline, i == 0)
+                        .instrument(span)
+                        .await
+                    {
+                        Ok(r) => TaskOutcome::Report(Box::new(r)),
+                        Err(e) => {
+                            tracing::error!(task = %task.task_id, error = %e.0, "retryable failure: the task is retried by Batch Operations");
+                            TaskOutcome::Retryable(e.0)
+                        }
+                    }
+                }
+            };
+            done.push((task.task_id, outcome));
+        }
+        batch::response(&inv.schema_version, &inv.invocation_id, &done)
     }
 
     /// `first`: the first object of the invocation (a later one may find
@@ -670,5 +745,137 @@ mod tests {
             .remove(0);
         assert_eq!(r.outcome.map(Outcome::as_str), Some("failed"), "{r:?}");
         assert!(inv.0.lock().unwrap().is_empty());
+    }
+
+    fn batch_results(a: Answer) -> Vec<(String, String, String)> {
+        let Answer::Batch(b) = a else {
+            panic!("not a Batch answer: {a:?}")
+        };
+        assert_eq!(b.treat_missing_keys_as.as_deref(), Some("PermanentFailure"));
+        b.results
+            .into_iter()
+            .map(|r| {
+                (
+                    r.task_id.unwrap(),
+                    r.result_code.unwrap(),
+                    r.result_string.unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batch_tasks_are_answered_one_by_one() {
+        let (h, source, _, inv) = handler(cfg(&[]), Writer::default());
+        let ev = serde_json::json!({
+            "invocationSchemaVersion": "2.0", "invocationId": "inv-1",
+            "job": {"id": "job-1", "userArguments": {"k": "v"}},
+            "tasks": [
+                {"taskId": "ok", "s3Bucket": "b", "s3Key": "k6-results/run+1.json.gz", "s3VersionId": null},
+                {"taskId": "flaky", "s3Bucket": "b", "s3Key": "k6-results/flaky.json"},
+                {"taskId": "gone", "s3Bucket": "b", "s3Key": "k6-results/gone.json"},
+                {"taskId": "notes", "s3Bucket": "b", "s3Key": "k6-results/notes.txt"},
+                {"taskId": "nobucket", "s3Key": "k6-results/x.json"}
+            ]
+        });
+        let a = h
+            .answer(ev, soon())
+            .await
+            .expect("a retryable task does not fail the invocation");
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            (&json["invocationSchemaVersion"], &json["invocationId"]),
+            (&serde_json::json!("2.0"), &serde_json::json!("inv-1"))
+        );
+        let results = batch_results(a);
+        let codes: Vec<(&str, &str)> = results
+            .iter()
+            .map(|(t, c, _)| (t.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("ok", "Succeeded"),
+                ("flaky", "TemporaryFailure"),
+                ("gone", "PermanentFailure"),
+                ("notes", "Succeeded"),
+                ("nobucket", "PermanentFailure"),
+            ]
+        );
+        let written = h.writer.records.lock().unwrap().len();
+        assert!(written > 0);
+        assert!(
+            results[0].2.starts_with("complete: ")
+                && results[0]
+                    .2
+                    .contains(" measures written, 0 records dead-lettered"),
+            "{}",
+            results[0].2
+        );
+        assert!(results[1].2.contains("SlowDown"), "{}", results[1].2);
+        assert!(results[2].2.starts_with("not_found: "), "{}", results[2].2);
+        assert!(results[3].2.starts_with("skipped: "), "{}", results[3].2);
+        // The key was decoded, no ETag was asked for (tasks carry none).
+        let opens = source.opens.lock().unwrap();
+        assert_eq!(opens[0].key, "k6-results/run 1.json.gz");
+        assert_eq!(opens[0].etag, None);
+        assert!(inv.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_task_handed_to_a_continuation_succeeds_and_says_so() {
+        let c = cfg(&[
+            ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
+            ("K6TS_CONCURRENCY", "1"),
+        ]);
+        let (h, _, _, inv) = handler(
+            c,
+            Writer {
+                delay: Duration::from_millis(20),
+                ..Default::default()
+            },
+        );
+        let ev = serde_json::json!({
+            "invocationSchemaVersion": "1.0", "invocationId": "inv-2", "job": {"id": "j"},
+            "tasks": [{"taskId": "t", "s3BucketArn": "arn:aws:s3:::b", "s3Key": "k6-results/run+1.json.gz", "s3VersionId": null}]
+        });
+        let results = batch_results(h.answer(ev, soon()).await.unwrap());
+        assert_eq!(results[0].1, "Succeeded");
+        assert!(
+            results[0].2.starts_with("continued in a new invocation"),
+            "{}",
+            results[0].2
+        );
+        // The continuation is an ordinary one (answered with reports), and
+        // pins the object the task named.
+        let (_, payload) = inv.0.lock().unwrap().pop().expect("a continuation");
+        assert_eq!(payload["continuation"]["key"], "k6-results/run 1.json.gz");
+        assert_eq!(payload["continuation"]["etag"], "e1");
+        let Answer::Reports(r) = h.answer(payload, soon()).await.unwrap() else {
+            panic!("a continuation is answered with reports")
+        };
+        assert!(r.reports[0].outcome.is_some());
+    }
+
+    #[tokio::test]
+    async fn other_events_keep_the_reports_answer() {
+        let (h, ..) = handler(cfg(&[]), Writer::default());
+        let eb = serde_json::json!({
+            "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "k6-results/run 1.json.gz", "etag": "e1"}}
+        });
+        let a = h.answer(eb, soon()).await.unwrap();
+        let v = serde_json::to_value(&a).unwrap();
+        let r: Vec<RunReport> = serde_json::from_value(v["reports"].clone()).unwrap();
+        assert_eq!(r[0].outcome.map(Outcome::as_str), Some("complete"), "{r:?}");
+        assert_eq!(r[0].input, "s3://b/k6-results/run 1.json.gz");
+        let bad =
+            serde_json::to_value(h.answer(serde_json::json!([]), soon()).await.unwrap()).unwrap();
+        assert_eq!(bad["reports"][0]["outcome"], "failed");
+        // `handle` answers with reports only: a Batch job is refused there.
+        let batch =
+            serde_json::json!({"invocationSchemaVersion": "1.0", "invocationId": "i", "tasks": []});
+        let r = h.handle(batch, soon()).await.unwrap();
+        assert_eq!(r.reports[0].outcome.map(Outcome::as_str), Some("failed"));
     }
 }

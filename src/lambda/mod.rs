@@ -1,11 +1,13 @@
 //! The AWS Lambda function: S3 result drop → streamed object → sink.
 //!
-//! [`event`] parses what invoked us (typed), [`config`] reads the
+//! [`event`] parses what invoked us (typed), [`batch`] maps S3 Batch
+//! Operations tasks to their answer (pure), [`config`] reads the
 //! environment once at init, [`plan`] turns the deadline into stop times
 //! (pure), [`decide`] turns an ingest result into the object's outcome
 //! (pure), [`continuation`] and [`invoke`] hand unfinished work to a new
 //! invocation, [`metrics`] emits the EMF line, and [`handler`] wires them.
 
+pub mod batch;
 pub mod config;
 pub mod continuation;
 pub mod decide;
