@@ -1726,3 +1726,157 @@ fn lambda_figures() {
     );
     assert_eq!(env.strict().record_count(DB, TABLE) as u64, r.measures);
 }
+
+/// The other ways results arrive, through the real binary on one setup
+/// (moto S3, versioned bucket; the strict endpoint): an EventBridge
+/// `Object Created` event (its key is not URL-encoded: a `+` is a `+`), and
+/// S3 Batch Operations jobs of schema 1.0 (`s3BucketArn`, a pinned version)
+/// and 2.0 (`s3Bucket`), whose URL-encoded keys are decoded and whose answer
+/// is the Batch Operations response, one result per task.
+#[test]
+fn lambda_eventbridge_and_batch_operations() {
+    let t0 = Instant::now();
+    let env = Env::start();
+    let f = env.start_function(LAMBDA_BIN, &[]);
+    let bucket = "k6-e2e-events";
+    env.create_bucket(bucket, true);
+
+    // 1. EventBridge: the sample's key, raw `+`, spaces and `=`.
+    env.strict().reset();
+    let key = "k6-results/eventbridge/team a+b run=7.json.gz";
+    let up = env.put(
+        bucket,
+        key,
+        std::fs::read(fixture("mixed.json.gz")).unwrap(),
+    );
+    let mut ev = sample_event("eventbridge-object-created.json");
+    assert_eq!(
+        ev["detail"]["object"]["key"],
+        json!(key),
+        "the sample's own key"
+    );
+    ev["resources"] = json!([format!("arn:aws:s3:::{bucket}")]);
+    ev["detail"]["bucket"]["name"] = json!(bucket);
+    let o = &mut ev["detail"]["object"];
+    o["etag"] = json!(up.etag);
+    o["size"] = json!(up.size);
+    o["version-id"] = json!(up.version_id);
+    let reports = env.reports(&f, &ev);
+    assert_eq!(reports.len(), 1);
+    let (want, want_r) = expected(&fixture("mixed.json.gz"), key);
+    assert_complete(&reports[0], &want_r, "EventBridge");
+    assert_eq!(reports[0].input, format!("s3://{bucket}/{key}"));
+    assert_eq!(reports[0].version_id, up.version_id);
+    assert_same(&env.stored(), &want, "EventBridge");
+    eprintln!(
+        "[lambda_e2e] EventBridge: {} points -> {} measures, {:.2} s",
+        reports[0].points, reports[0].written_measures, reports[0].seconds
+    );
+
+    // The Batch Operations answer of one invocation: (taskId, code, string).
+    let batch = |payload: &Value, schema: &str| -> Vec<(String, String, String)> {
+        let v = env.invoke(&f, payload);
+        assert_eq!(v["invocationSchemaVersion"], json!(schema), "{v}");
+        assert_eq!(v["invocationId"], payload["invocationId"], "{v}");
+        assert_eq!(v["treatMissingKeysAs"], json!("PermanentFailure"), "{v}");
+        assert!(v.get("reports").is_none(), "not the reports answer: {v}");
+        v["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no results: {v}"))
+            .iter()
+            .map(|r| {
+                let s = |k: &str| {
+                    r[k].as_str()
+                        .unwrap_or_else(|| panic!("{k}: {r}"))
+                        .to_owned()
+                };
+                (s("taskId"), s("resultCode"), s("resultString"))
+            })
+            .collect()
+    };
+
+    // 2. Batch Operations 1.0: the sample's encoded key, its version pinned
+    // although the object was overwritten since.
+    env.strict().reset();
+    let key = "k6-results/backfill/run 8+b.json";
+    let v1 = env.put(bucket, key, std::fs::read(fixture("plain.json")).unwrap());
+    env.put(
+        bucket,
+        key,
+        std::fs::read(fixture("special_values.json")).unwrap(),
+    );
+    let mut ev = sample_event("batch-ops-1.0.json");
+    let task = &mut ev["tasks"][0];
+    assert_eq!(task["s3Key"], json!("k6-results/backfill/run+8%2Bb.json"));
+    task["s3BucketArn"] = json!(format!("arn:aws:s3:::{bucket}"));
+    task["s3VersionId"] = json!(v1.version_id);
+    let task_id = task["taskId"].as_str().unwrap().to_owned();
+    let (want, want_r) = expected(&fixture("plain.json"), key);
+    let results = batch(&ev, "1.0");
+    assert_eq!(
+        results,
+        [(
+            task_id,
+            "Succeeded".to_owned(),
+            format!(
+                "complete: {} points, {} measures written, 0 records dead-lettered",
+                want_r.points, want_r.measures
+            )
+        )],
+        "Batch 1.0"
+    );
+    assert_same(
+        &env.stored(),
+        &want,
+        "Batch 1.0: the pinned version's points",
+    );
+
+    // 3. Batch Operations 2.0: the sample's encoded key (UTF-8, `+`, `=`),
+    // latest version, plus a task whose object does not exist: each task
+    // gets its own result.
+    env.strict().reset();
+    let key = "k6-results/backfill/résumé run=9.ndjson";
+    env.put(bucket, key, gunzip(&fixture("offset.json.gz")));
+    let mut ev = sample_event("batch-ops-2.0.json");
+    assert_eq!(
+        ev["tasks"][0]["s3Key"],
+        json!("k6-results/backfill/r%C3%A9sum%C3%A9+run%3D9.ndjson")
+    );
+    ev["tasks"][0]["s3Bucket"] = json!(bucket);
+    let missing = json!({"taskId": "bWlzc2luZw", "s3Bucket": bucket,
+        "s3Key": s3_encode("k6-results/backfill/gone 1.json"), "s3VersionId": null});
+    ev["tasks"].as_array_mut().unwrap().push(missing);
+    let task_id = ev["tasks"][0]["taskId"].as_str().unwrap().to_owned();
+    let (want, want_r) = expected(&fixture("offset.json.gz"), key);
+    let results = batch(&ev, "2.0");
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(
+        results[0],
+        (
+            task_id,
+            "Succeeded".to_owned(),
+            format!(
+                "complete: {} points, {} measures written, 0 records dead-lettered",
+                want_r.points, want_r.measures
+            )
+        ),
+        "Batch 2.0"
+    );
+    let (id, code, text) = &results[1];
+    assert_eq!(
+        (id.as_str(), code.as_str()),
+        ("bWlzc2luZw", "PermanentFailure")
+    );
+    assert!(
+        text.starts_with("not_found: ") && text.contains("k6-results/backfill/gone 1.json"),
+        "{text}"
+    );
+    assert_same(&env.stored(), &want, "Batch 2.0");
+    assert!(env.relay.take().is_empty(), "no continuation was needed");
+
+    drop(f);
+    eprintln!(
+        "[lambda_e2e] EventBridge and Batch Operations done in {:.1?}",
+        t0.elapsed()
+    );
+}
