@@ -7,6 +7,9 @@
 //! * [`procs`]: child processes, ports, the fake AWS environment;
 //! * [`http`]: hyper servers and clients for the local endpoints;
 //! * [`moto`], [`strict`]: the local S3 and Timestream endpoints;
+//! * [`runtime_api`]: a minimal Lambda Runtime API;
+//! * [`lambda`]: the Lambda's world (endpoints, `cargo lambda watch`,
+//!   events, report checks).
 //!
 //! Nothing in the oracle calls `k6_timestream`: the RFC 3339 parser, the
 //! line classifier, the raw-number scanner and the Timestream limit checks
@@ -16,9 +19,11 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod lambda;
 pub mod measures;
 pub mod moto;
 pub mod procs;
+pub mod runtime_api;
 pub mod strict;
 
 use std::io::{Read, Write};
