@@ -7,6 +7,7 @@
 //! * [`procs`]: child processes, ports, the fake AWS environment;
 //! * [`http`]: hyper servers and clients for the local endpoints;
 //! * [`moto`], [`strict`]: the local S3 and Timestream endpoints;
+//! * [`s3_faults`]: a fault-injecting proxy in front of S3;
 //! * [`runtime_api`]: a minimal Lambda Runtime API;
 //! * [`lambda`]: the Lambda's world (endpoints, `cargo lambda watch`,
 //!   events, report checks).
@@ -24,6 +25,7 @@ pub mod measures;
 pub mod moto;
 pub mod procs;
 pub mod runtime_api;
+pub mod s3_faults;
 pub mod strict;
 
 use std::io::{Read, Write};
