@@ -1,7 +1,7 @@
 //! Code shared by the integration tests (each test file that says
 //! `mod support;` compiles all of it, hence the `dead_code` allowance).
 //!
-//! * this file: paths and gzip helpers, then the oracle of
+//! * this file: fixture paths and gzip, then the oracle of
 //!   `convert_fixtures.rs` and `properties.rs`;
 //! * [`measures`]: `convert` output and stored records as comparable measures;
 //! * [`procs`]: child processes, ports, the fake AWS environment;

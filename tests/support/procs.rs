@@ -28,7 +28,7 @@ pub fn fake_aws_env(cmd: &mut Command) -> &mut Command {
     cmd.envs(FAKE_AWS_ENV.iter().copied())
 }
 
-/// A directory for logs and scratch files; `K6TS_E2E_KEEP=1` keeps it
+/// A directory for logs and test files; `K6TS_E2E_KEEP=1` keeps it
 /// (its path is printed) instead of removing it at the end of the test.
 pub fn log_dir(what: &str) -> tempfile::TempDir {
     let mut dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 //! The strict Timestream Write endpoint (`tools/strict-timestream`) in the
-//! test process, on a runtime the test's other async helpers share.
+//! test process, on a runtime the test's other async code shares.
 
 use super::measures::{sorted, M};
 use strict_timestream::{Config, Server, ServerHandle, TableConfig};
