@@ -1,15 +1,14 @@
 //! Checks of the deployment files: the sample events in `events/`, the CI
 //! uploader policy, the Grafana dashboard JSON and a few invariants of
-//! `template.yaml` that the code depends on (std + serde_json only; the
-//! template is checked as text, cfn-lint and `sam validate --lint` do the rest).
+//! `template.yaml` that the code depends on (the template is checked as
+//! text; cfn-lint and `sam validate --lint` do the rest).
+
+mod support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::Path;
+use support::root;
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))

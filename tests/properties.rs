@@ -11,8 +11,6 @@
 
 mod support;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use k6_timestream::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
 use k6_timestream::core::convert::ConvertOptions;
 use k6_timestream::core::input::{InputOptions, Progress};
@@ -23,7 +21,7 @@ use k6_timestream::sinks::timestream::{Batcher, WriteRequest};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use support::*;
@@ -766,12 +764,6 @@ fn run_windowed<R: Read + Send>(
 
 fn run(bytes: &[u8], opts: &PipelineOptions) -> Run {
     run_with(bytes, opts, None)
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 /// A reader that hands out at most `sizes[i % len]` bytes per read.

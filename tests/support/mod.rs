@@ -1,11 +1,82 @@
-//! Oracle code shared by `convert_fixtures.rs` and `properties.rs`.
+//! Code shared by the integration tests (each test file that says
+//! `mod support;` compiles all of it, hence the `dead_code` allowance).
 //!
-//! Nothing here calls `k6_timestream`: the RFC 3339 parser, the line
-//! classifier, the raw-number scanner and the Timestream limit checks are
-//! written from the documentation (k6's output format in
-//! `tests/fixtures/README.md`, the rules table of `src/convert.rs`, the AWS
-//! WriteRecords reference), so that they can disagree with the crate.
+//! * this file: fixture paths and gzip, then the oracle of
+//!   `convert_fixtures.rs` and `properties.rs`;
+//! * [`measures`]: `convert` output and stored records as comparable measures;
+//! * [`procs`]: child processes, ports, the fake AWS environment;
+//! * [`http`]: hyper servers and clients for the local endpoints;
+//! * [`moto`], [`strict`]: the local S3 and Timestream endpoints;
+//! * [`s3_faults`]: a fault-injecting proxy in front of S3;
+//! * [`runtime_api`]: a minimal Lambda Runtime API;
+//! * [`lambda`]: the Lambda's world (endpoints, `cargo lambda watch`,
+//!   events, report checks).
+//!
+//! Nothing in the oracle calls `k6_timestream`: the RFC 3339 parser, the
+//! line classifier, the raw-number scanner and the Timestream limit checks
+//! are written from the documentation (k6's output format in
+//! `tests/fixtures/README.md`, the rules table of `src/core/convert/`, the
+//! AWS WriteRecords reference), so that they can disagree with the crate.
 #![allow(dead_code)]
+
+pub mod http;
+pub mod lambda;
+pub mod measures;
+pub mod moto;
+pub mod procs;
+pub mod runtime_api;
+pub mod s3_faults;
+pub mod strict;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+/// `tests/fixtures/NAME`, which must exist.
+pub fn fixture(name: &str) -> PathBuf {
+    let p = fixtures_dir().join(name);
+    assert!(p.is_file(), "fixture {name} is missing");
+    p
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Decompresses gzip (all members) or copies other bytes; on a read error
+/// returns what was decoded before it and the error.
+pub fn decompress(bytes: &[u8]) -> (Vec<u8>, Option<String>) {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return (bytes.to_vec(), None);
+    }
+    let mut d = flate2::read::MultiGzDecoder::new(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match d.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+}
+
+/// Whole gzip data (or other bytes), decompressed.
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    match decompress(bytes) {
+        (out, None) => out,
+        (_, Some(e)) => panic!("not valid gzip: {e}"),
+    }
+}
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
