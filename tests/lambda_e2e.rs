@@ -682,7 +682,11 @@ fn lambda_eventbridge_and_batch_operations() {
     // gets its own result.
     env.strict().reset();
     let key = "k6-results/backfill/résumé run=9.ndjson";
-    env.put(bucket, key, gunzip(&fixture("offset.json.gz")));
+    env.put(
+        bucket,
+        key,
+        support::gunzip(&std::fs::read(fixture("offset.json.gz")).unwrap()),
+    );
     let mut ev = sample_event("batch-ops-2.0.json");
     assert_eq!(
         ev["tasks"][0]["s3Key"],
