@@ -54,6 +54,9 @@ pub struct RunReport {
     pub model: String,
     /// Whether the input was gzip (detected by magic bytes).
     pub gzip: bool,
+    /// The text began with a UTF-8 byte-order mark (skipped, not an error).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bom: bool,
     /// Bytes read from the source (compressed size for gzip input).
     pub bytes_read: u64,
     /// Bytes of NDJSON after decompression.
