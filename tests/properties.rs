@@ -1641,7 +1641,7 @@ fn a_truncated_object_withholds_its_last_group() {
 fn a_leading_byte_order_mark_is_not_part_of_the_first_line() {
     let line = point("http_reqs", "2026-11-25T10:00:00Z", "1", r#"{"k":"a"}"#);
     let mut bom = b"\xef\xbb\xbf".to_vec();
-    bom.extend(lines_input(&[line.clone()]));
+    bom.extend(lines_input(std::slice::from_ref(&line)));
     for input in [bom.clone(), gzip(&bom)] {
         let r = run(&input, &options(DataModel::Single, false));
         assert!(r.report.skipped.is_empty(), "{:?}", r.report.skipped);
@@ -1650,7 +1650,7 @@ fn a_leading_byte_order_mark_is_not_part_of_the_first_line() {
         assert_eq!(
             merged(&r),
             merged(&run(
-                &lines_input(&[line.clone()]),
+                &lines_input(std::slice::from_ref(&line)),
                 &options(DataModel::Single, false)
             ))
         );
