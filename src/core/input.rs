@@ -227,6 +227,23 @@ fn produce<R: Read>(
     }
 }
 
+/// What reading learned about the input's encoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Format {
+    /// gzip (magic bytes 1f 8b on the raw bytes; every member inflated).
+    pub gzip: bool,
+    /// The (decompressed) text began with a UTF-8 byte-order mark, which
+    /// was skipped: some Windows tools write one; it is not part of the
+    /// first line's JSON.
+    pub bom: bool,
+    /// The input ended without `\n` after its last line. k6 ends every
+    /// line with one, so this is a hand-made file or a cut-off one.
+    pub unterminated: bool,
+}
+
+/// The UTF-8 byte-order mark.
+pub const BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// A line handed to the consumer.
 pub enum LineEvent<'a> {
     /// A complete line, without its `\n` (and `\r`).
@@ -237,14 +254,16 @@ pub enum LineEvent<'a> {
 
 /// Reads `source` on a scoped thread and calls `on_line` for each line, in
 /// order, with 1-based line numbers. `on_line` returns `false` to stop early.
-/// Returns whether the input was gzip, and `Err` for a fatal input error.
+/// A leading byte-order mark (after decompression: gzip is recognised on
+/// the raw bytes first) is not part of the first line. Returns what was
+/// learned of the input's format, and `Err` for a fatal input error.
 pub fn for_each_line<R, F>(
     source: R,
     name: &str,
     opts: &InputOptions,
     progress: Arc<Progress>,
     mut on_line: F,
-) -> (bool, Result<(), InputError>)
+) -> (Format, Result<(), InputError>)
 where
     R: Read + Send,
     F: FnMut(u64, LineEvent<'_>) -> bool,
@@ -255,12 +274,21 @@ where
     std::thread::scope(|s| {
         let p2 = progress.clone();
         s.spawn(move || produce(source, opts, p2, &gtx, tx, free_rx));
-        let gzip = grx.recv().unwrap_or(false);
+        let mut format = Format {
+            gzip: grx.recv().unwrap_or(false),
+            ..Format::default()
+        };
         // Dropping the receiver (inside consume) lets the producer finish.
-        (
-            gzip,
-            consume(rx, free_tx, name, opts, &progress, &mut on_line),
-        )
+        let res = consume(
+            rx,
+            free_tx,
+            name,
+            opts,
+            &progress,
+            &mut format,
+            &mut on_line,
+        );
+        (format, res)
     })
 }
 
@@ -270,6 +298,7 @@ fn consume<F>(
     name: &str,
     opts: &InputOptions,
     progress: &Progress,
+    format: &mut Format,
     on_line: &mut F,
 ) -> Result<(), InputError>
 where
@@ -286,7 +315,14 @@ where
             lines,
         }
     };
-    let emit = |line_no: &mut u64, bytes: &[u8], on_line: &mut F| -> bool {
+    let emit = |line_no: &mut u64, bytes: &[u8], bom: &mut bool, on_line: &mut F| -> bool {
+        let mut bytes = bytes;
+        if *line_no == 0 {
+            if let Some(rest) = bytes.strip_prefix(BOM) {
+                bytes = rest;
+                *bom = true;
+            }
+        }
         *line_no += 1;
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         on_line(*line_no, LineEvent::Line(bytes))
@@ -332,7 +368,7 @@ where
                     line_no += 1;
                     on_line(line_no, LineEvent::TooLong)
                 } else {
-                    emit(&mut line_no, line, on_line)
+                    emit(&mut line_no, line, &mut format.bom, on_line)
                 }
             } else {
                 carry.extend_from_slice(line);
@@ -340,7 +376,7 @@ where
                     line_no += 1;
                     on_line(line_no, LineEvent::TooLong)
                 } else {
-                    emit(&mut line_no, &carry, on_line)
+                    emit(&mut line_no, &carry, &mut format.bom, on_line)
                 };
                 carry.clear();
                 r
@@ -360,10 +396,12 @@ where
     }
     // Last line without a trailing newline.
     if discarding {
+        format.unterminated = true;
         line_no += 1;
         on_line(line_no, LineEvent::TooLong);
     } else if !carry.is_empty() {
-        emit(&mut line_no, &carry, on_line);
+        format.unterminated = true;
+        emit(&mut line_no, &carry, &mut format.bom, on_line);
     }
     Ok(())
 }
@@ -389,6 +427,11 @@ mod tests {
     type Lines = Vec<(u64, Option<String>)>;
 
     fn lines(input: &[u8], opts: &InputOptions) -> (Result<bool, InputError>, Lines) {
+        let (f, l) = lines_format(input, opts);
+        (f.map(|f| f.gzip), l)
+    }
+
+    fn lines_format(input: &[u8], opts: &InputOptions) -> (Result<Format, InputError>, Lines) {
         let mut out = Vec::new();
         let (gz, r) = for_each_line(input, "t", opts, Arc::default(), |n, ev| {
             out.push((
@@ -505,7 +548,7 @@ mod tests {
             },
         );
         r.unwrap();
-        assert!(is_gz);
+        assert!(is_gz.gzip);
         assert_eq!(out, vec![b"a".to_vec(), b"b".to_vec()]);
         let (is_gz, _) = for_each_line(
             Trickle(b"x"),
@@ -514,7 +557,7 @@ mod tests {
             Arc::default(),
             |_, _| true,
         );
-        assert!(!is_gz);
+        assert!(!is_gz.gzip);
     }
 
     #[test]
@@ -536,5 +579,66 @@ mod tests {
         .1
         .unwrap();
         assert_eq!(seen, 10);
+    }
+
+    #[test]
+    fn a_leading_bom_is_skipped_plain_and_gzip() {
+        let text = b"\xef\xbb\xbf{\"a\":1}\n\xef\xbb\xbfsecond\n";
+        let o = InputOptions::default();
+        for (input, gzip) in [(text.to_vec(), false), (gz(text), true)] {
+            let (f, l) = lines_format(&input, &o);
+            let f = f.unwrap();
+            assert_eq!((f.gzip, f.bom, f.unterminated), (gzip, true, false));
+            // Only a leading one: later lines are handed over as they are.
+            assert_eq!(
+                l,
+                vec![
+                    (1, Some("{\"a\":1}".into())),
+                    (2, Some("\u{feff}second".into()))
+                ]
+            );
+        }
+        // Sniffing still works however the source splits its reads, and a
+        // BOM alone is an empty first line.
+        let z = gz(b"\xef\xbb\xbfx\n");
+        let mut got = Vec::new();
+        let (f, r) = for_each_line(Trickle(&z), "t", &o, Arc::default(), |_, ev| {
+            if let LineEvent::Line(b) = ev {
+                got.push(b.to_vec());
+            }
+            true
+        });
+        r.unwrap();
+        assert!(f.gzip && f.bom);
+        assert_eq!(got, vec![b"x".to_vec()]);
+        let (f, l) = lines_format(b"\xef\xbb\xbf", &o);
+        assert!(f.unwrap().bom);
+        assert_eq!(l, vec![(1, Some(String::new()))]);
+        // No BOM: nothing is taken from the first line.
+        let (f, l) = lines_format(b"\xef\xbbx\n", &o);
+        assert!(!f.unwrap().bom);
+        assert_eq!(l[0].1.as_deref(), Some("\u{fffd}x"));
+    }
+
+    #[test]
+    fn an_unterminated_last_line_is_flagged() {
+        let o = InputOptions::default();
+        for (input, unterminated) in [(&b"a\nb"[..], true), (b"a\nb\n", false), (b"", false)] {
+            assert_eq!(
+                lines_format(input, &o).0.unwrap().unterminated,
+                unterminated
+            );
+            assert_eq!(
+                lines_format(&gz(input), &o).0.unwrap().unterminated,
+                unterminated
+            );
+        }
+        let long = InputOptions {
+            max_line_bytes: 2,
+            ..Default::default()
+        };
+        let (f, l) = lines_format(b"a\nbbbbbbb", &long);
+        assert!(f.unwrap().unterminated);
+        assert_eq!(l[1], (2, None));
     }
 }

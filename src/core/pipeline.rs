@@ -37,10 +37,37 @@ pub struct Outcome {
     pub error: Option<InputError>,
 }
 
+/// Report key (`dropped`) of the points of a MULTI group withheld because
+/// the input ended mid-write (see [`run`]).
+pub const TRUNCATED_TAIL: &str = "input_truncated_tail";
+
 /// Runs `source` through the core and `encoder`, handing each request to
 /// `sink` in order. `sink` returns `Break` to stop (then the pending
 /// partial group and batch are not emitted: a resumed run regenerates them
 /// identically).
+///
+/// How the input ends decides what of the tail goes out:
+///
+/// - **to its end**: everything.
+/// - **a read error a retry can cure** ([`InputError::retryable`]: the
+///   connection dropped mid-body): like a stop, the pending MULTI group and
+///   the partial batch are withheld. A retry reads the object again from
+///   its start and produces the same requests, so only what it will
+///   reproduce identically may have gone out; the group in progress at the
+///   cut would come back with more measures (same dimensions, measure name
+///   and time, other values: a conflict Timestream rejects).
+/// - **cut off for good** (a corrupt or truncated gzip stream, the size
+///   cap, or a last line without `\n` that is blank or not a valid line: what a k6
+///   process killed mid-write or a truncated upload leaves): the pending
+///   MULTI group is withheld and its points are counted as dropped
+///   [`TRUNCATED_TAIL`]; the partial batch goes out. Every record before
+///   that group is a pure function of the lines before it, so when the
+///   complete file later replaces the object (same key, new event) its run
+///   writes those records again identically (Timestream keeps them once)
+///   and the withheld group in full: the re-upload stays idempotent. The
+///   price: a file that is only damaged at its end, never replaced, loses
+///   its last group (≤ 256 points, counted). SINGLE records are one point
+///   each and never withheld.
 pub fn run<R: Read + Send, E: Encoder>(
     source: R,
     name: &str,
@@ -58,6 +85,8 @@ pub fn run<R: Read + Send, E: Encoder>(
     let mut out: Vec<Record> = Vec::new();
     let mut stopped = false;
     let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
+    // The last line that was blank or not a usable line (tail rule).
+    let mut last_bad_line = 0u64;
 
     let mut deliver = |out: &mut Vec<Record>,
                        report: &mut RunReport,
@@ -77,25 +106,31 @@ pub fn run<R: Read + Send, E: Encoder>(
         true
     };
 
-    let (gzip, res) = for_each_line(source, name, &opts.input, progress.clone(), |n, ev| {
+    let (format, res) = for_each_line(source, name, &opts.input, progress.clone(), |n, ev| {
         report.lines = n;
         let bytes = match ev {
             LineEvent::TooLong => {
                 report.skip("line_too_long", n);
+                last_bad_line = n;
                 return true;
             }
             LineEvent::Line(b) => b,
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             report.blank_lines += 1;
+            last_bad_line = n;
             return true;
         }
         let Ok(text) = std::str::from_utf8(bytes) else {
             report.skip("invalid_utf8", n);
+            last_bad_line = n;
             return true;
         };
         match parse_line(text) {
-            Err(e) => report.skip(e.reason(), n),
+            Err(e) => {
+                report.skip(e.reason(), n);
+                last_bad_line = n;
+            }
             Ok(Line::Metric { name, kind }) => {
                 report.metric_definitions += 1;
                 conv.define_metric(&name, kind);
@@ -105,6 +140,7 @@ pub fn run<R: Read + Send, E: Encoder>(
                 let t = parse_rfc3339_ns(&p.time);
                 if matches!(t, Err(TimeError::Syntax | TimeError::Range)) {
                     report.skip("invalid_time", n);
+                    last_bad_line = n;
                     return true;
                 }
                 conv.push_point(&p, t, n, &mut report, &mut |r| out.push(r));
@@ -116,10 +152,14 @@ pub fn run<R: Read + Send, E: Encoder>(
         true
     });
     let error = res.err();
-    report.gzip = gzip;
-    if !stopped {
-        // End of input, or a fatal error after which nothing more comes:
-        // what was converted so far still goes out.
+    report.gzip = format.gzip;
+    report.bom = format.bom;
+    let retry_will_reread = error.as_ref().is_some_and(InputError::retryable);
+    if !stopped && !retry_will_reread {
+        let cut_off = error.is_some() || (format.unterminated && last_bad_line == report.lines);
+        if cut_off {
+            conv.discard_group(TRUNCATED_TAIL, &mut report);
+        }
         conv.flush(&mut |r| out.push(r));
         if deliver(&mut out, &mut report, encoder, &mut stopped) {
             if let Some(req) = encoder.finish(&mut report) {
@@ -144,5 +184,148 @@ pub fn run<R: Read + Send, E: Encoder>(
         report,
         stopped,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::DataModel;
+    use std::io::Write;
+
+    /// Requests of at most three records.
+    struct Threes(Vec<Record>);
+    impl Encoder for Threes {
+        type Request = Vec<Record>;
+        fn push(&mut self, r: Record, _: &mut RunReport) -> Option<Vec<Record>> {
+            self.0.push(r);
+            (self.0.len() == 3).then(|| std::mem::take(&mut self.0))
+        }
+        fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
+            (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
+        }
+    }
+
+    /// Hands out `cut` bytes, then fails like a dropped connection.
+    struct Broken<'a>(&'a [u8], usize);
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1 == 0 {
+                return Err(std::io::ErrorKind::ConnectionReset.into());
+            }
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            self.1 -= n;
+            Ok(n)
+        }
+    }
+
+    fn line(metric: &str, time: &str, tag: &str) -> String {
+        format!(
+            r#"{{"metric":"{metric}","type":"Point","data":{{"time":"{time}","value":1,"tags":{{"k":"{tag}"}}}}}}"#
+        )
+    }
+
+    /// Four one-point groups (three records make a request), then a group
+    /// of two points.
+    fn input() -> Vec<u8> {
+        let mut s = String::new();
+        for i in 0..4 {
+            s += &line("a", &format!("2026-11-25T10:00:0{i}Z"), "x");
+            s.push('\n');
+        }
+        for m in ["a", "b"] {
+            s += &line(m, "2026-11-25T10:00:09Z", "x");
+            s.push('\n');
+        }
+        s.into_bytes()
+    }
+
+    fn go<R: Read + Send>(src: R, model: DataModel) -> (Vec<Vec<Record>>, Outcome) {
+        let opts = PipelineOptions {
+            convert: ConvertOptions {
+                model,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut sent = Vec::new();
+        let out = run(
+            src,
+            "t",
+            &opts,
+            &mut Threes(Vec::new()),
+            Arc::default(),
+            &mut |r, _| {
+                sent.push(r);
+                ControlFlow::Continue(())
+            },
+        );
+        (sent, out)
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_retryable_read_error_withholds_the_group_and_the_batch() {
+        let data = input();
+        // Cut inside the last line: the group of 10:00:09 is in progress,
+        // the fourth record waits in the batch.
+        let (sent, out) = go(Broken(&data, data.len() - 5), DataModel::Multi);
+        assert!(out.error.as_ref().is_some_and(InputError::retryable));
+        assert!(!out.report.complete && !out.stopped);
+        assert_eq!(sent.len(), 1, "only the complete request");
+        assert_eq!(sent[0].len(), 3);
+        assert!(out.report.conversion_balanced());
+    }
+
+    #[test]
+    fn a_truncated_gzip_withholds_only_the_group_in_progress() {
+        let data = input();
+        let z = gzip(&data);
+        let (full, _) = go(&z[..], DataModel::Multi);
+        let (sent, out) = go(&z[..z.len() - 4], DataModel::Multi);
+        assert!(matches!(out.error, Some(InputError::Corrupt { .. })));
+        // The four one-point records go out, the last group does not.
+        let records: Vec<&Record> = sent.iter().flatten().collect();
+        assert_eq!(records.len(), 4);
+        let all: Vec<&Record> = full.iter().flatten().collect();
+        assert_eq!(records[..], all[..4]);
+        assert_eq!(out.report.dropped[TRUNCATED_TAIL], 2);
+        assert_eq!(out.report.dropped_first_lines[TRUNCATED_TAIL], [5, 6]);
+        assert!(out.report.conversion_balanced());
+        // SINGLE records are one point each: nothing to withhold.
+        let (sent, out) = go(&z[..z.len() - 4], DataModel::Single);
+        assert_eq!(sent.iter().flatten().count(), 6);
+        assert!(out.report.dropped.is_empty());
+    }
+
+    #[test]
+    fn a_plain_file_cut_inside_its_last_line_withholds_the_group() {
+        let data = input();
+        let (_, out) = go(&data[..data.len() - 5], DataModel::Multi);
+        assert!(out.error.is_none() && out.report.complete);
+        assert_eq!(out.report.dropped[TRUNCATED_TAIL], 1);
+        assert_eq!(out.report.skipped["malformed_json"], 1);
+        // A valid last line without `\n` is a complete input.
+        let (sent, out) = go(&data[..data.len() - 1], DataModel::Multi);
+        assert!(out.report.dropped.is_empty());
+        assert_eq!(sent.iter().flatten().count(), 5);
+    }
+
+    #[test]
+    fn bom_is_reported_not_skipped() {
+        let mut data = crate::core::input::BOM.to_vec();
+        data.extend(input());
+        for src in [data.clone(), gzip(&data)] {
+            let (sent, out) = go(&src[..], DataModel::Multi);
+            assert!(out.report.bom && out.report.skipped.is_empty());
+            assert_eq!(sent.iter().flatten().count(), 5);
+        }
     }
 }

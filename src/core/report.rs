@@ -54,6 +54,9 @@ pub struct RunReport {
     pub model: String,
     /// Whether the input was gzip (detected by magic bytes).
     pub gzip: bool,
+    /// The text began with a UTF-8 byte-order mark (skipped, not an error).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bom: bool,
     /// Bytes read from the source (compressed size for gzip input).
     pub bytes_read: u64,
     /// Bytes of NDJSON after decompression.
@@ -89,8 +92,9 @@ pub struct RunReport {
     pub identical_duplicates: u64,
     /// Measures in those records.
     pub identical_duplicate_measures: u64,
-    /// Records older than the collision window when they arrived: they could
-    /// not be checked for collisions (Timestream may reject them).
+    /// Records whose time fell where the collision guard had forgotten
+    /// records (far out of time order): they could not be checked for
+    /// collisions with those (Timestream may reject some).
     pub collision_window_misses: u64,
     /// Estimated metered write bytes (per request, rounded up to 1 KiB).
     pub estimated_write_bytes: u64,
@@ -216,6 +220,12 @@ impl RunReport {
         }
         if self.nudged > 0 {
             s += &format!("\n  timestamp collisions resolved by +1ns: {}", self.nudged);
+        }
+        if self.collision_window_misses > 0 {
+            s += &format!(
+                "\n  WARNING: {} records could not be checked for timestamp collisions (input far out of time order); Timestream may reject some as conflicts",
+                self.collision_window_misses
+            );
         }
         if self.written_records + self.dead_lettered > 0 || self.batches_written > 0 {
             s += &format!(

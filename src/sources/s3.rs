@@ -19,11 +19,21 @@ pub trait ObjectPut: Send + Sync + 'static {
 /// (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`: local S3-compatible
 /// endpoints on an IP address cannot do virtual-hosted buckets).
 pub fn build_client(sdk: &aws_config::SdkConfig) -> s3::Client {
-    let local = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+    client_for(sdk, endpoint_override_set(|v| std::env::var(v).ok()))
+}
+
+/// Is an S3 endpoint override set (`AWS_ENDPOINT_URL_S3` or
+/// `AWS_ENDPOINT_URL`, non-empty)? `var` reads the environment.
+pub fn endpoint_override_set(var: impl Fn(&str) -> Option<String>) -> bool {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+        .any(|v| var(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// [`build_client`] with the addressing style decided.
+pub fn client_for(sdk: &aws_config::SdkConfig, path_style: bool) -> s3::Client {
     let conf = s3::config::Builder::from(sdk)
-        .force_path_style(local)
+        .force_path_style(path_style)
         .build();
     s3::Client::from_conf(conf)
 }
@@ -96,5 +106,155 @@ impl ObjectPut for S3Put {
             .await
             .map(|_| ())
             .map_err(|e| format!("s3://{bucket}/{key}: {}", DisplayErrorChain(&e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::test_http::{sdk_config, Replay};
+    use tokio::io::AsyncReadExt;
+
+    fn obj(version: Option<&str>, etag: Option<&str>) -> ObjectRef {
+        ObjectRef {
+            bucket: "results".into(),
+            key: "runs/checkout 1+ü.json.gz".into(),
+            version_id: version.map(str::to_owned),
+            etag: etag.map(str::to_owned),
+        }
+    }
+
+    fn ok(replay: &Replay, body: &str) {
+        let len = body.len().to_string();
+        replay.respond(
+            200,
+            &[
+                ("etag", "\"d41d8cd9\""),
+                ("x-amz-version-id", "v2"),
+                ("content-length", &len),
+            ],
+            body,
+        );
+    }
+
+    const ENCODED_KEY: &str = "/runs/checkout%201%2B%C3%BC.json.gz";
+
+    #[test]
+    fn path_style_exactly_when_an_endpoint_override_is_set() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |v: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == v)
+                    .map(|(_, x)| x.to_string())
+            }
+        };
+        assert!(endpoint_override_set(env(&[(
+            "AWS_ENDPOINT_URL_S3",
+            "http://127.0.0.1:9000"
+        )])));
+        assert!(endpoint_override_set(env(&[(
+            "AWS_ENDPOINT_URL",
+            "http://localhost:4566"
+        )])));
+        assert!(!endpoint_override_set(env(&[("AWS_ENDPOINT_URL_S3", "")])));
+        assert!(!endpoint_override_set(env(&[(
+            "AWS_ENDPOINT_URL_TIMESTREAM_WRITE",
+            "http://x"
+        )])));
+    }
+
+    #[tokio::test]
+    async fn get_object_request_shapes() {
+        let replay = Replay::default();
+        let sdk = sdk_config(&replay, "eu-west-1", None, None);
+        // Against AWS: virtual-hosted, the announced version, no If-Match.
+        let src = S3Source {
+            client: client_for(&sdk, false),
+        };
+        ok(&replay, "line\n");
+        let mut o = src.open(&obj(Some("v1 /x"), Some("abc"))).await.unwrap();
+        let mut body = String::new();
+        o.body.read_to_string(&mut body).await.unwrap();
+        assert_eq!(body, "line\n");
+        assert_eq!(
+            (o.etag.as_deref(), o.version_id.as_deref(), o.size),
+            (Some("d41d8cd9"), Some("v2"), Some(5))
+        );
+        let sent = replay.sent().pop().unwrap();
+        assert_eq!(sent.method, "GET");
+        assert_eq!(
+            sent.uri,
+            format!(
+                "https://results.s3.eu-west-1.amazonaws.com{ENCODED_KEY}?x-id=GetObject&versionId=v1%20%2Fx"
+            )
+        );
+        assert_eq!(sent.header("if-match"), None);
+
+        // An endpoint override: path-style; an unversioned object is read
+        // only while it has the announced ETag, quoted as HTTP wants it.
+        let local = sdk
+            .to_builder()
+            .endpoint_url("http://127.0.0.1:9000")
+            .build();
+        let src = S3Source {
+            client: client_for(&local, true),
+        };
+        for etag in ["abc", "\"abc\""] {
+            ok(&replay, "x");
+            src.open(&obj(None, Some(etag))).await.unwrap();
+            let sent = replay.sent().pop().unwrap();
+            assert_eq!(
+                sent.uri,
+                format!("http://127.0.0.1:9000/results{ENCODED_KEY}?x-id=GetObject")
+            );
+            assert_eq!(sent.header("if-match"), Some("\"abc\""));
+        }
+        ok(&replay, "x");
+        src.open(&obj(None, None)).await.unwrap();
+        assert_eq!(replay.sent().pop().unwrap().header("if-match"), None);
+    }
+
+    #[tokio::test]
+    async fn get_object_errors_are_typed() {
+        let replay = Replay::default();
+        // One attempt per error (the client's own retries would ask for
+        // more answers; what is mapped is the same).
+        let sdk = sdk_config(&replay, "eu-west-1", None, None)
+            .to_builder()
+            .endpoint_url("http://127.0.0.1:9000")
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let src = S3Source {
+            client: client_for(&sdk, true),
+        };
+        let xml = |code: &str| format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+        let ct = [("content-type", "application/xml")];
+        for (status, code, want) in [
+            (412, "PreconditionFailed", "changed"),
+            (404, "NoSuchKey", "not found"),
+            (404, "NoSuchVersion", "not found"),
+            (403, "AccessDenied", "denied"),
+            (503, "SlowDown", "transient"),
+            (500, "InternalError", "transient"),
+            (400, "InvalidArgument", "fatal"),
+        ] {
+            replay.respond(status, &ct, &xml(code));
+            let e = src.open(&obj(None, Some("abc"))).await.err().unwrap();
+            let got = match e {
+                SourceError::Changed(_) => "changed",
+                SourceError::NotFound(_) => "not found",
+                SourceError::AccessDenied(..) => "denied",
+                SourceError::Transient(..) => "transient",
+                SourceError::Fatal(..) => "fatal",
+            };
+            assert_eq!(got, want, "{status} {code}: {e}");
+        }
+        replay.fail("connection reset by peer");
+        let e = src.open(&obj(None, None)).await.err().unwrap();
+        assert!(
+            e.retryable() && e.to_string().contains("connection reset"),
+            "{e}"
+        );
     }
 }

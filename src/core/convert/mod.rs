@@ -7,6 +7,7 @@
 //! | situation | rule | report key |
 //! |---|---|---|
 //! | tag/metadata value empty | dimension left out (Timestream needs non-empty values) | `adjusted.dimension_empty_value_omitted` |
+//! | tag/metadata value blank (every char `char::is_whitespace`: `" "`, `"\t"`, U+00A0, U+3000, …), also when a cut below leaves only whitespace | dimension left out, like an empty one (a blank dimension value is refused too) | `adjusted.dimension_blank_value_omitted` |
 //! | dimension name reserved (`time`, `measure_value`, `measure_name*`, `ts_*`) | renamed `tag_<name>` | `adjusted.dimension_renamed_reserved` |
 //! | dimension name equals a k6 metric (= measure) name | renamed `tag_<name>` | `adjusted.dimension_renamed_metric_clash` |
 //! | metadata key equals a tag key | metadata renamed `meta_<name>` | `adjusted.metadata_renamed_tag_clash` |
@@ -145,6 +146,28 @@ pub fn check_measure_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Only whitespace (`char::is_whitespace`, Unicode White_Space), and not
+/// empty: Timestream refuses such a dimension value like an empty one.
+pub fn is_blank(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(char::is_whitespace)
+}
+
+/// Is `v` usable as a dimension value (non-empty, not blank)?
+fn has_content(v: &str) -> bool {
+    !v.is_empty() && !is_blank(v)
+}
+
+/// The report key of a tag/metadata value that must be left out, if any.
+fn omitted_value(v: &str) -> Option<&'static str> {
+    if v.is_empty() {
+        Some("dimension_empty_value_omitted")
+    } else if is_blank(v) {
+        Some("dimension_blank_value_omitted")
+    } else {
+        None
+    }
 }
 
 /// Cuts `v` to at most `max_chars` characters.
@@ -342,9 +365,14 @@ impl Converter {
             let value = if value.len() > limits::MAX_VALUE_CHARS
                 && value.chars().count() > limits::MAX_VALUE_CHARS
             {
-                report.adjust("dimension_value_truncated");
                 let mut v = value.to_owned();
                 truncate_chars(&mut v, limits::MAX_VALUE_CHARS);
+                if is_blank(&v) {
+                    // Only whitespace within the first 2048 chars.
+                    report.adjust("dimension_blank_value_omitted");
+                    return;
+                }
+                report.adjust("dimension_value_truncated");
                 Cow::Owned(v)
             } else {
                 Cow::Borrowed(value)
@@ -352,8 +380,8 @@ impl Converter {
             dims.push((name, value));
         };
         for (i, (k, v)) in p.tags.iter().enumerate() {
-            if v.is_empty() {
-                report.adjust("dimension_empty_value_omitted");
+            if let Some(why) = omitted_value(v) {
+                report.adjust(why);
                 continue;
             }
             if let Some(n) = self.tag_name(i, k, report) {
@@ -361,8 +389,8 @@ impl Converter {
             }
         }
         for (k, v) in &p.metadata {
-            if v.is_empty() {
-                report.adjust("dimension_empty_value_omitted");
+            if let Some(why) = omitted_value(v) {
+                report.adjust(why);
                 continue;
             }
             let n = if p.tags.iter().any(|(t, _)| t == k) {
@@ -378,16 +406,17 @@ impl Converter {
             }
         }
         // "Has a tag" is judged on the point's own keys, before renames.
-        let has = |n: &str| p.tags.iter().any(|(k, v)| k == n && !v.is_empty());
+        // A tag left out (empty or blank) does not count.
+        let has = |n: &str| p.tags.iter().any(|(k, v)| k == n && has_content(v));
         if let Some(t) = &self.opts.testid {
-            if !has("testid") && !t.is_empty() {
+            if !has("testid") && has_content(t) {
                 if let Some(n) = self.dim_name("testid", report) {
                     dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone())));
                 }
             }
         }
         for (k, v) in &self.opts.extra_dimensions {
-            if !has(k) && !v.is_empty() {
+            if !has(k) && has_content(v) {
                 if let Some(n) = self.dim_name(k, report) {
                     dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone())));
                 }
@@ -446,13 +475,18 @@ impl Converter {
             report.drop_point("no_dimensions", line);
             return;
         }
-        report.measures += 1;
         match self.opts.model {
             DataModel::Single => {
                 let mut dims = owned(borrowed);
                 let fixed =
                     limits::TIME_BYTES as usize + measure.len() + limits::DOUBLE_BYTES as usize;
                 fit_record(&mut dims, fixed, report);
+                if dims.is_empty() {
+                    // The size rule cut the only dimension down to blanks.
+                    report.drop_point("no_dimensions", line);
+                    return;
+                }
+                report.measures += 1;
                 emit(Record {
                     dimensions: dims,
                     measure_name: measure,
@@ -479,16 +513,22 @@ impl Converter {
                         g.measures.push((measure, value));
                         g.lines.push(line);
                         g.size += add;
+                        report.measures += 1;
                         return;
                     }
                 }
-                self.flush(emit);
                 let mut dims = owned(borrowed);
                 let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
                 // Keep the original only when the size rule changed it.
                 let raw_dims =
                     (fixed + dims_bytes(&dims) > limits::MAX_RECORD_BYTES).then(|| dims.clone());
                 fit_record(&mut dims, fixed, report);
+                if dims.is_empty() {
+                    report.drop_point("no_dimensions", line);
+                    return;
+                }
+                self.flush(emit);
+                report.measures += 1;
                 let size = fixed + dims_bytes(&dims);
                 self.group = Some(Group {
                     time_ns,
@@ -498,6 +538,19 @@ impl Converter {
                     lines: vec![line],
                     size,
                 });
+            }
+        }
+    }
+
+    /// Leaves out the pending MULTI group, counting its points as dropped
+    /// for `reason` (they leave `measures`, so `points = measures + Σ
+    /// dropped` still holds). For an input that ends mid-write: the group
+    /// may continue in the complete file (see `pipeline::run`).
+    pub fn discard_group(&mut self, reason: &str, report: &mut RunReport) {
+        if let Some(g) = self.group.take() {
+            for l in g.lines {
+                report.measures -= 1;
+                report.drop_point(reason, l);
             }
         }
     }
@@ -553,7 +606,13 @@ fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
             let cut = floor_char_boundary(&dims[i].value, target)
                 .max(dims[i].value.chars().next().map_or(1, char::len_utf8));
             if cut < longest {
-                dims[i].value.truncate(cut);
+                if is_blank(&dims[i].value[..cut]) {
+                    // What would be left is only whitespace: no value.
+                    dims.remove(i);
+                    report.adjust("dimension_blank_value_omitted");
+                } else {
+                    dims[i].value.truncate(cut);
+                }
                 continue;
             }
         }
@@ -717,6 +776,112 @@ mod tests {
         let (recs, rep) = run(DataModel::Single, &[l]);
         assert!(recs.is_empty());
         assert_eq!(rep.dropped["time_out_of_range"], 1);
+        assert!(rep.conversion_balanced());
+    }
+
+    fn dims_of(r: &Record) -> Vec<(&str, &str)> {
+        r.dimensions
+            .iter()
+            .map(|d| (d.name.as_str(), d.value.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn blank_values_are_left_out_like_empty_ones() {
+        // The fuzzer's reproducer, and the other blanks it found.
+        for blank in [
+            r#"" ""#,
+            r#""\t""#,
+            r#""\n""#,
+            "\"\u{a0}\"",
+            "\"\u{3000}\"",
+            r#"" \r\n\t""#,
+        ] {
+            let l = format!(
+                r#"{{"metric":"http_reqs","type":"Point","data":{{"time":"2026-11-25T10:00:00Z","value":1,"tags":{{"k":{blank},"time":{blank},"ok":"v"}},"metadata":{{"m":{blank}}}}}}}"#
+            );
+            for model in [DataModel::Single, DataModel::Multi] {
+                let (recs, rep) = run(model, &[&l]);
+                assert_eq!(recs.len(), 1, "{blank}");
+                assert_eq!(
+                    dims_of(&recs[0]),
+                    [("ok", "v"), ("testid", "t1")],
+                    "{blank}"
+                );
+                assert_eq!(rep.adjusted["dimension_blank_value_omitted"], 3, "{blank}");
+                // `time` would have been renamed had it been kept.
+                assert!(!rep.adjusted.contains_key("dimension_renamed_reserved"));
+                assert!(rep.conversion_balanced());
+            }
+        }
+        // Not blank: a zero-width no-break space is not White_Space.
+        assert!(!is_blank("\u{feff}") && !is_blank("") && is_blank("\u{2003}\u{85}"));
+    }
+
+    #[test]
+    fn a_blank_tag_does_not_win_over_the_default_testid() {
+        let l = r#"{"metric":"m","type":"Point","data":{"time":"2026-11-25T10:00:00Z","value":1,"tags":{"testid":" "}}}"#;
+        let (recs, rep) = run(DataModel::Single, &[l]);
+        assert_eq!(dims_of(&recs[0]), [("testid", "t1")]);
+        assert_eq!(rep.adjusted["dimension_blank_value_omitted"], 1);
+        // A blank testid option adds nothing: the point has no dimension.
+        let mut c = Converter::new(ConvertOptions {
+            model: DataModel::Single,
+            testid: Some("\u{3000}".into()),
+            extra_dimensions: vec![("env".into(), " ".into())],
+            ..Default::default()
+        });
+        let (mut rep, mut out) = (RunReport::default(), Vec::new());
+        let p = point(l);
+        let t = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+        c.push_point(&p, t, 1, &mut rep, &mut |r| out.push(r));
+        assert!(out.is_empty());
+        assert_eq!(rep.dropped["no_dimensions"], 1);
+        assert!(rep.conversion_balanced());
+    }
+
+    #[test]
+    fn cuts_never_leave_a_blank_value() {
+        // Over 2048 chars, only whitespace within the first 2048.
+        let ws = format!("{}x", " ".repeat(3000));
+        // Over the record size limit: the size rule would cut `a` to
+        // whitespace (its first ~1.9 KB are blanks).
+        let a = format!("{}{}", "\u{3000}".repeat(650), "y".repeat(100));
+        let b = "z".repeat(1000);
+        let l = format!(
+            r#"{{"metric":"m","type":"Point","data":{{"time":"2026-11-25T10:00:00Z","value":1,"tags":{{"w":"{ws}","a":"{a}","b":"{b}"}}}}}}"#
+        );
+        for model in [DataModel::Single, DataModel::Multi] {
+            let (recs, rep) = run(model, &[&l]);
+            assert_eq!(recs.len(), 1);
+            for d in &recs[0].dimensions {
+                assert!(has_content(&d.value), "{:?}", d.name);
+            }
+            assert_eq!(dims_of(&recs[0]), [("b", b.as_str()), ("testid", "t1")]);
+            assert_eq!(rep.adjusted["dimension_blank_value_omitted"], 2);
+            assert_eq!(rep.adjusted["record_size_reduced"], 1);
+            assert!(rep.conversion_balanced());
+        }
+    }
+
+    #[test]
+    fn discarded_group_is_counted_as_dropped() {
+        let t = r#""time":"2024-03-01T11:34:05.5Z","tags":{"name":"a"}"#;
+        let l1 = format!(r#"{{"type":"Point","metric":"a","data":{{{t},"value":1}}}}"#);
+        let l2 = format!(r#"{{"type":"Point","metric":"b","data":{{{t},"value":2}}}}"#);
+        let mut c = Converter::new(ConvertOptions::default());
+        let (mut rep, mut out) = (RunReport::default(), Vec::new());
+        for (i, l) in [&l1, &l2].iter().enumerate() {
+            let p = point(l);
+            let tm = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+            c.push_point(&p, tm, i as u64 + 1, &mut rep, &mut |r| out.push(r));
+        }
+        c.discard_group("input_truncated_tail", &mut rep);
+        c.flush(&mut |r| out.push(r));
+        assert!(out.is_empty());
+        assert_eq!(rep.measures, 0);
+        assert_eq!(rep.dropped["input_truncated_tail"], 2);
+        assert_eq!(rep.dropped_first_lines["input_truncated_tail"], [1, 2]);
         assert!(rep.conversion_balanced());
     }
 }

@@ -290,7 +290,8 @@ mod tests {
             let mut r = rec(&[("a", "1")], i * 10_000_000, "1");
             admit(&mut g, &mut r, &mut rep);
         }
-        assert!(g.len() <= 101, "{}", g.len());
+        // 1 s of records behind a watermark that trails by ≤ 2048 arrivals.
+        assert!(g.len() <= 101 + 2048, "{}", g.len());
         let mut late = rec(&[("a", "1")], 0, "2");
         admit(&mut g, &mut late, &mut rep);
         assert_eq!(rep.collision_window_misses, 1);
