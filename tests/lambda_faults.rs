@@ -129,9 +129,9 @@ fn outcome(r: &RunReport) -> Option<&'static str> {
 }
 
 /// The body is cut by a connection reset half-way: the read error fails
-/// the invocation (after writing only the requests confirmed before it,
-/// never the group in progress); Lambda's
-/// retry reads the object again and stores the rest, nothing twice.
+/// the invocation (after writing only complete requests, never the group
+/// in progress); Lambda's retry reads the object again and stores the
+/// rest, nothing twice.
 #[test]
 fn get_object_reset_mid_body_then_the_same_event_again() {
     let t = Faulty::start("k6-faults-reset");
