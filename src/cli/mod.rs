@@ -96,6 +96,7 @@ impl ConversionArgs {
                 testid: self.testid_rule().resolve(input_name),
                 extra_dimensions: self.dimensions.clone(),
                 multi_measure_name: self.measure_name.clone(),
+                ..Default::default()
             },
             input: InputOptions {
                 max_line_bytes: self.max_line_bytes,

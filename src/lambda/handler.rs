@@ -324,6 +324,7 @@ where
                 testid: cfg.testid.resolve(&obj.key),
                 extra_dimensions: cfg.dimensions.clone(),
                 multi_measure_name: cfg.measure_name.clone(),
+                ..Default::default()
             },
             input: InputOptions {
                 max_line_bytes: cfg.max_line_bytes,

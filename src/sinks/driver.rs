@@ -474,6 +474,7 @@ mod tests {
             values: Values::Single("1".into()),
             time_ns: i as i64,
             lines: vec![i + 1],
+            metadata_mask: 0,
         }
     }
 
