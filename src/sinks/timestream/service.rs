@@ -189,7 +189,7 @@ pub fn map_error(err: SdkError<WriteRecordsError, ts::config::http::HttpResponse
                         .collect(),
                 ),
                 WriteRecordsError::ValidationException(_) => WriteError::Validation(msg),
-                WriteRecordsError::ThrottlingException(_) => WriteError::Throttled(msg),
+                WriteRecordsError::ThrottlingException(_) => WriteError::throttled(msg),
                 WriteRecordsError::InternalServerException(_) => WriteError::Server(msg),
                 WriteRecordsError::ResourceNotFoundException(_) => WriteError::NotFound(msg),
                 WriteRecordsError::AccessDeniedException(_) => WriteError::AccessDenied(msg),
@@ -205,7 +205,7 @@ pub fn map_error(err: SdkError<WriteRecordsError, ts::config::http::HttpResponse
                         || code.contains("TooManyRequests")
                         || status == 429
                     {
-                        WriteError::Throttled(text)
+                        WriteError::throttled(text)
                     } else if code.contains("UnrecognizedClient")
                         || code.contains("InvalidSignature")
                         || code.contains("ExpiredToken")
