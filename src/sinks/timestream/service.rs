@@ -272,6 +272,7 @@ mod tests {
             values: Values::Single("1".into()),
             time_ns: 1_795_600_800_000_000_000,
             lines: vec![1],
+            metadata_mask: 0,
         };
         build_request(0, model, vec![r])
     }
@@ -436,7 +437,7 @@ mod tests {
         );
         assert!(matches!(
             w.write(&request(DataModel::Single)).await,
-            Err(WriteError::Throttled(_))
+            Err(WriteError::Throttled { .. })
         ));
         replay.fail("connection reset by peer");
         assert!(matches!(
