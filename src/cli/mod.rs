@@ -160,3 +160,14 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
         Command::Ingest(c) => ingest::run(c),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks (unique argument ids across flattened structs,
+    /// valid defaults), which it otherwise runs only when parsing.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -198,16 +198,21 @@ fn parse_tags_as_fields_arg(s: &str) -> Result<TagsAsFields, String> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct InfluxEncodingArgs {
     /// InfluxDB write API: v1 (/write: InfluxDB 1.x, and the compatibility API of 2 and 3), v2 (/api/v2/write: InfluxDB 2, Timestream for InfluxDB), v3 (/api/v3/write_lp: InfluxDB 3).
-    #[arg(long = "influxdb-api", value_enum, default_value = "v2")]
+    #[arg(
+        id = "influxdb_api",
+        long = "influxdb-api",
+        value_enum,
+        default_value = "v2"
+    )]
     pub api: ApiVersion,
     /// k6's tagsAsFields: tags written as fields instead of tags, `name[:string|int|float|bool]`, comma-separated ("" for none).
-    #[arg(long = "influxdb-tags-as-fields", value_name = "LIST", default_value = DEFAULT_TAGS_AS_FIELDS, value_parser = parse_tags_as_fields_arg)]
+    #[arg(id = "influxdb_tags_as_fields", long = "influxdb-tags-as-fields", value_name = "LIST", default_value = DEFAULT_TAGS_AS_FIELDS, value_parser = parse_tags_as_fields_arg)]
     pub tags_as_fields: TagsAsFields,
     /// Most lines in one write request.
-    #[arg(long = "influxdb-batch-lines", value_name = "N", default_value_t = DEFAULT_MAX_LINES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(id = "influxdb_batch_lines", long = "influxdb-batch-lines", value_name = "N", default_value_t = DEFAULT_MAX_LINES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_lines: usize,
     /// Most bytes (uncompressed) in one write request.
-    #[arg(long = "influxdb-batch-bytes", value_name = "BYTES", default_value_t = DEFAULT_MAX_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
+    #[arg(id = "influxdb_batch_bytes", long = "influxdb-batch-bytes", value_name = "BYTES", default_value_t = DEFAULT_MAX_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub batch_bytes: usize,
 }
 
@@ -228,16 +233,20 @@ pub struct InfluxArgs {
     #[command(flatten)]
     pub encoding: InfluxEncodingArgs,
     /// InfluxDB base URL, e.g. https://<id>-<account>.timestream-influxdb.<region>.on.aws:8086 (with --sink influxdb).
-    #[arg(long = "influxdb-url", value_name = "URL")]
+    #[arg(id = "influxdb_url", long = "influxdb-url", value_name = "URL")]
     pub url: Option<String>,
     /// The v1 database, v2 bucket or v3 database written to (with --sink influxdb).
-    #[arg(long = "influxdb-database", value_name = "DB")]
+    #[arg(
+        id = "influxdb_database",
+        long = "influxdb-database",
+        value_name = "DB"
+    )]
     pub database: Option<String>,
     /// Organization of the bucket (v2).
-    #[arg(long = "influxdb-org", value_name = "ORG")]
+    #[arg(id = "influxdb_org", long = "influxdb-org", value_name = "ORG")]
     pub org: Option<String>,
     /// API token (default: the environment variable K6TS_INFLUXDB_TOKEN; prefer that: arguments show in process lists).
-    #[arg(long = "influxdb-token", value_name = "TOKEN")]
+    #[arg(id = "influxdb_token", long = "influxdb-token", value_name = "TOKEN")]
     pub token: Option<String>,
 }
 
