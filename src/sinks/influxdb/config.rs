@@ -121,10 +121,14 @@ pub enum ConfigError {
 }
 
 /// Parses k6's `tagsAsFields` syntax: comma-separated `name[:type]` with
-/// type `string` (the default), `int`, `float` or `bool`. An empty string
-/// gives an empty list (no tag becomes a field).
+/// type `string` (the default), `int`, `float` or `bool`. An empty string,
+/// or `none` (what an environment variable can say: an empty one is
+/// unset), gives an empty list (no tag becomes a field).
 pub fn parse_tags_as_fields(s: &str) -> Result<TagsAsFields, ConfigError> {
     let mut out: Vec<(String, FieldKind)> = Vec::new();
+    if s.trim() == "none" {
+        return Ok(TagsAsFields(out));
+    }
     for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, kind) = match entry.split_once(':') {
             Some((n, k)) => (n.trim(), k.trim()),
@@ -411,6 +415,7 @@ mod tests {
             ]
         );
         assert_eq!(parse_tags_as_fields("").unwrap().0, vec![]);
+        assert_eq!(parse_tags_as_fields(" none ").unwrap().0, vec![]);
         assert_eq!(
             parse_tags_as_fields("vu,vu:int"),
             Err(ConfigError::DuplicateTag("vu".into()))
