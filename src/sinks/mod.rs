@@ -23,12 +23,14 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Which sink records go to (`--sink`, `K6TS_SINK`).
+// (Plain comments on the variants: doc comments would become clap's
+// per-value help and switch `--help` to its long layout.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SinkKind {
-    /// Amazon Timestream for LiveAnalytics.
+    // Amazon Timestream for LiveAnalytics.
     #[default]
     Timestream,
-    /// InfluxDB 1.x, 2.x or 3 (Amazon Timestream for InfluxDB).
+    // InfluxDB 1.x, 2.x or 3 (Amazon Timestream for InfluxDB).
     Influxdb,
 }
 

@@ -161,13 +161,15 @@ pub fn parse_tags_as_fields(s: &str) -> Result<TagsAsFields, ConfigError> {
 pub const DEFAULT_TAGS_AS_FIELDS: &str = "vu,iter,url";
 
 /// Which write API (`--influxdb-api`, `K6TS_INFLUXDB_API`).
+// (Plain comments on the variants: doc comments would become clap's
+// per-value help and switch `--help` to its long layout.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ApiVersion {
-    /// `/write`: InfluxDB 1.x, and the v1 compatibility API of 2 and 3.
+    // `/write`: InfluxDB 1.x, and the v1 compatibility API of 2 and 3.
     V1,
-    /// `/api/v2/write`: InfluxDB 2 (Timestream for InfluxDB's v2 engine).
+    // `/api/v2/write`: InfluxDB 2 (Timestream for InfluxDB's v2 engine).
     V2,
-    /// `/api/v3/write_lp`: InfluxDB 3.
+    // `/api/v3/write_lp`: InfluxDB 3.
     V3,
 }
 
@@ -205,11 +207,12 @@ pub struct InfluxEncodingArgs {
     #[arg(
         id = "influxdb_api",
         long = "influxdb-api",
+        value_name = "API",
         value_enum,
         default_value = "v2"
     )]
     pub api: ApiVersion,
-    /// k6's tagsAsFields: tags written as fields instead of tags, `name[:string|int|float|bool]`, comma-separated ("" for none).
+    /// k6's tagsAsFields: tags written as fields instead of tags, `name[:string|int|float|bool]`, comma-separated ("" or `none` for none).
     #[arg(id = "influxdb_tags_as_fields", long = "influxdb-tags-as-fields", value_name = "LIST", default_value = DEFAULT_TAGS_AS_FIELDS, value_parser = parse_tags_as_fields_arg)]
     pub tags_as_fields: TagsAsFields,
     /// Most lines in one write request.
