@@ -302,6 +302,7 @@ mod tests {
             values: Values::Single("1".into()),
             time_ns: t,
             lines: vec![1],
+            metadata_mask: 0,
         }
     }
 

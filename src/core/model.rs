@@ -76,13 +76,27 @@ pub struct Record {
     /// 1-based input line numbers of the k6 points in this record, in
     /// the order of `values` for MULTI records.
     pub lines: Vec<u64>,
+    /// Which `dimensions` came from the points' metadata: bit `i` for
+    /// `dimensions[i]` (at most [`limits::MAX_DIMENSIONS`] = 128 of them).
+    /// The others are tags, the testid or `--dimension`s. Timestream does
+    /// not look at it (all are dimensions there); InfluxDB writes metadata
+    /// as fields, tags as tags.
+    pub metadata_mask: u128,
 }
 
 impl Record {
     pub fn measure_count(&self) -> u64 {
         self.values.measure_count()
     }
+
+    /// Did `dimensions[i]` come from the points' metadata?
+    pub fn is_metadata(&self, i: usize) -> bool {
+        i < 128 && self.metadata_mask & (1u128 << i) != 0
+    }
 }
+
+// `Record::metadata_mask` has one bit per dimension.
+const _: () = assert!(limits::MAX_DIMENSIONS <= 128);
 
 /// Timestream's limits (WriteRecords API reference and quotas page).
 pub mod limits {

@@ -25,6 +25,10 @@ pub trait Encoder {
     fn push(&mut self, r: Record, report: &mut RunReport) -> Option<Self::Request>;
     /// The last, partial request.
     fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
+    /// Adapts the converter's options to the records this encoder takes
+    /// (InfluxDB: groups whatever the model, metadata kept apart from
+    /// tags). By default they are used as given.
+    fn adapt(&self, _convert: &mut ConvertOptions) {}
 }
 
 /// The result of running the pipeline over one input.
@@ -76,12 +80,14 @@ pub fn run<R: Read + Send, E: Encoder>(
     progress: Arc<Progress>,
     sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
+    let mut convert = opts.convert.clone();
+    encoder.adapt(&mut convert);
     let mut report = RunReport {
         input: name.to_owned(),
-        model: opts.convert.model.as_str().to_owned(),
+        model: convert.model.as_str().to_owned(),
         ..Default::default()
     };
-    let mut conv = Converter::new(opts.convert.clone());
+    let mut conv = Converter::new(convert);
     let mut out: Vec<Record> = Vec::new();
     let mut stopped = false;
     let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);

@@ -6,13 +6,26 @@ use crate::core::convert::{TestId, DEFAULT_MULTI_MEASURE_NAME};
 use crate::core::input::{DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES};
 use crate::core::model::DataModel;
 use crate::sinks::driver::{DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_SECS, MAX_CONCURRENCY};
+use crate::sinks::influxdb::InfluxSettings;
+use crate::sinks::SinkKind;
 use std::time::Duration;
 
 pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
 
+/// `K6TS_SINK` and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    /// `K6TS_DATABASE`, `K6TS_TABLE` below.
+    Timestream,
+    /// The `K6TS_INFLUXDB_*` variables.
+    InfluxDb(Box<InfluxSettings>),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LambdaConfig {
+    pub sink: SinkConfig,
+    /// Timestream's database and table (empty with the InfluxDB sink).
     pub database: String,
     pub table: String,
     pub model: DataModel,
@@ -111,6 +124,24 @@ impl LambdaConfig {
                 .collect(),
         };
         let g: &dyn Fn(&str) -> Option<String> = &get;
+        let sink = match get("K6TS_SINK") {
+            None => SinkKind::Timestream,
+            Some(v) => v.parse().map_err(|e: String| err("K6TS_SINK", e))?,
+        };
+        let (sink, database, table) = match sink {
+            SinkKind::Timestream => (
+                SinkConfig::Timestream,
+                required("K6TS_DATABASE")?,
+                required("K6TS_TABLE")?,
+            ),
+            SinkKind::Influxdb => (
+                SinkConfig::InfluxDb(Box::new(
+                    InfluxSettings::from_lookup(g).map_err(|e| err(e.var, e.msg))?,
+                )),
+                String::new(),
+                String::new(),
+            ),
+        };
         let concurrency = num(g, "K6TS_CONCURRENCY", DEFAULT_CONCURRENCY, 1)?;
         if concurrency > MAX_CONCURRENCY {
             return Err(err(
@@ -119,8 +150,9 @@ impl LambdaConfig {
             ));
         }
         Ok(Self {
-            database: required("K6TS_DATABASE")?,
-            table: required("K6TS_TABLE")?,
+            sink,
+            database,
+            table,
             model,
             concurrency,
             testid,
@@ -240,5 +272,28 @@ mod tests {
         );
         assert_eq!(c.testid, TestId::Off);
         assert_eq!(c.model, DataModel::Single);
+    }
+
+    #[test]
+    fn the_sink_and_what_it_requires() {
+        assert_eq!(
+            cfg(&[("K6TS_DATABASE", "d"), ("K6TS_TABLE", "t")])
+                .unwrap()
+                .sink,
+            SinkConfig::Timestream
+        );
+        assert_eq!(cfg(&[("K6TS_SINK", "kafka")]).unwrap_err().var, "K6TS_SINK");
+        let influx = [
+            ("K6TS_SINK", "influxdb"),
+            ("K6TS_INFLUXDB_URL", "http://h:8086"),
+            ("K6TS_INFLUXDB_API", "v1"),
+            ("K6TS_INFLUXDB_DATABASE", "k6"),
+        ];
+        let c = cfg(&influx).unwrap();
+        assert!(
+            matches!(c.sink, SinkConfig::InfluxDb(_)),
+            "no Timestream table needed"
+        );
+        assert_eq!(cfg(&influx[..3]).unwrap_err().var, "K6TS_INFLUXDB_DATABASE");
     }
 }

@@ -17,8 +17,6 @@ use crate::ingest::{ingest, Failure, IngestResult, Live, Sink};
 use crate::sinks::dead_letter::s3::S3DeadLetterSink;
 use crate::sinks::driver::{WriterConfig, DEFAULT_RETRY_BUDGET};
 use crate::sinks::retry::RetryPolicy;
-use crate::sinks::timestream::{Batcher, WriteRequest};
-use crate::sinks::Service;
 use crate::sources::s3::ObjectPut;
 use crate::sources::{ObjectRef, ObjectSource, OpenedObject, SourceError};
 use aws_lambda_events::event::s3::batch_job::S3BatchJobResponse;
@@ -63,7 +61,7 @@ pub struct Handler<S, W, P, I> {
 impl<S, W, P, I> Handler<S, W, P, I>
 where
     S: ObjectSource,
-    W: Service<WriteRequest>,
+    W: super::sink::SinkKit,
     P: ObjectPut + Clone,
     I: Invoker,
 {
@@ -324,6 +322,7 @@ where
                 testid: cfg.testid.resolve(&obj.key),
                 extra_dimensions: cfg.dimensions.clone(),
                 multi_measure_name: cfg.measure_name.clone(),
+                ..Default::default()
             },
             input: InputOptions {
                 max_line_bytes: cfg.max_line_bytes,
@@ -361,8 +360,8 @@ where
             job.skip_batches,
         ));
         let sink = Sink {
-            encoder: Batcher::new(cfg.model, cfg.collision_window_secs),
-            service: self.writer.clone(),
+            encoder: self.writer.encoder(cfg),
+            service: W::service(&self.writer),
             dead_letters: dlq,
             config: wcfg,
         };
@@ -387,7 +386,7 @@ mod tests {
     use super::*;
     use crate::lambda::config::LambdaConfig;
     use crate::sinks::timestream::WriteRequest;
-    use crate::sinks::{RejectedRecord, WriteError};
+    use crate::sinks::{RejectedRecord, Service, WriteError};
     use crate::sources::OpenedObject;
     use std::collections::HashMap;
     use std::sync::Mutex;

@@ -336,7 +336,7 @@ async fn retry_or_give_up<R: Request, W, D: DeadLetterSink>(
     attempt: u32,
     rng: &mut fastrand::Rng,
 ) -> Next {
-    let wait = ctx.cfg.retry.backoff(attempt - 1, rng);
+    let wait = ctx.cfg.retry.wait(attempt - 1, rng, e.retry_after());
     let in_time = ctx
         .cfg
         .hard_deadline
@@ -474,6 +474,7 @@ mod tests {
             values: Values::Single("1".into()),
             time_ns: i as i64,
             lines: vec![i + 1],
+            metadata_mask: 0,
         }
     }
 
@@ -602,7 +603,7 @@ mod tests {
     #[tokio::test]
     async fn transient_errors_are_retried_and_counted() {
         for fail in [
-            WriteError::Throttled("t".into()),
+            WriteError::throttled("t"),
             WriteError::Server("s".into()),
             WriteError::Timeout,
             WriteError::Connection("reset".into()),
@@ -620,10 +621,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retries_wait_at_least_what_retry_after_says() {
+        let mock = Mock {
+            fail_first: 2,
+            fail: Some(WriteError::Throttled {
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_millis(150)),
+            }),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        // fast(): the jitter alone would wait at most 2 ms per retry.
+        let (_, sink, stats, _) = run(mock, vec![req(0, 10, &[])], fast()).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(get(&stats.retries), 2);
+        assert_eq!(get(&stats.written_records), 10);
+        assert!(sink.letters.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn exhausted_retries_dead_letter_everything() {
         let mock = Mock {
             fail_first: 100,
-            fail: Some(WriteError::Throttled("slow down".into())),
+            fail: Some(WriteError::throttled("slow down")),
             ..Default::default()
         };
         let (_, sink, stats, _) = run(mock, vec![req(0, 10, &[]), req(1, 5, &[])], fast()).await;

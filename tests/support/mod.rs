@@ -7,6 +7,7 @@
 //! * [`procs`]: child processes, ports, the fake AWS environment;
 //! * [`http`]: hyper servers and clients for the local endpoints;
 //! * [`moto`], [`strict`]: the local S3 and Timestream endpoints;
+//! * [`influxdb`]: a real InfluxDB 1.x and a checking v2/v3 endpoint;
 //! * [`s3_faults`]: a fault-injecting proxy in front of S3;
 //! * [`runtime_api`]: a minimal Lambda Runtime API;
 //! * [`lambda`]: the Lambda's world (endpoints, `cargo lambda watch`,
@@ -20,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod influxdb;
 pub mod lambda;
 pub mod measures;
 pub mod moto;

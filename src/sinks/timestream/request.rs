@@ -239,6 +239,7 @@ mod tests {
             values: Values::Single(v.into()),
             time_ns: t,
             lines: vec![1],
+            metadata_mask: 0,
         }
     }
 
