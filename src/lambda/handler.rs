@@ -1063,8 +1063,13 @@ mod tests {
     /// inflates it about once.
     #[tokio::test]
     async fn big_objects_are_read_on_with_ranged_reads() {
-        let (h, source, put, inv) = handler(budget_cfg(), slow());
-        let body = bigger(10);
+        let c = cfg(&[
+            ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
+            ("K6TS_CONCURRENCY", "1"),
+            ("K6TS_MAX_CONTINUATIONS", "500"),
+        ]);
+        let (h, source, put, inv) = handler(c, slow());
+        let body = bigger(7);
         source.objects.lock().unwrap().insert(
             "k6-results/big.json.gz".into(),
             Obj {
