@@ -1669,17 +1669,26 @@ proptest! {
     /// its checkpoints (stored, read back, the input handed over from their
     /// source offset on), a run hands out exactly the requests of one
     /// uninterrupted run, each once, and ends with its report: plain, gzip
-    /// and two-member gzip.
+    /// and two-member gzip. (The generated input is repeated up to six
+    /// times, so that there are requests to cut between; collisions and
+    /// groups across cuts are `resume.rs`'s property.)
     #[test]
     fn prop_checkpoints_resume_exactly(case in case_strategy(), plan in links_strategy()) {
         let g = generate(&case);
-        let split = g.bytes.len() * usize::from(case.split_permille) / 1000;
-        let mut two = gzip(&g.bytes[..split]);
-        two.extend(gzip(&g.bytes[split..]));
+        let mut bytes = Vec::new();
+        for _ in 0..1 + case.k % 6 {
+            bytes.extend_from_slice(&g.bytes);
+            if !g.bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+        }
+        let split = bytes.len() * usize::from(case.split_permille) / 1000;
+        let mut two = gzip(&bytes[..split]);
+        two.extend(gzip(&bytes[split..]));
         for model in models() {
             let opts = options(model, case.extra_dimension);
-            let full = run(&g.bytes, &opts);
-            for (what, input) in [("plain", g.bytes.clone()), ("gzip", gzip(&g.bytes)), ("two gzip members", two.clone())] {
+            let full = run(&bytes, &opts);
+            for (what, input) in [("plain", bytes.clone()), ("gzip", gzip(&bytes)), ("two gzip members", two.clone())] {
                 let chain = support::resume::run_chain(&input, "generated.json", &opts, DEFAULT_COLLISION_WINDOW_SECS, &plan)
                     .map_err(TestCaseError::fail)?;
                 prop_assert!(chain.sent == full.requests, "{} {:?}: {} requests vs {}", what, model, chain.sent.len(), full.requests.len());

@@ -374,3 +374,46 @@ fn sparse_blocks_resume_exactly() {
     assert!(c.reports.len() >= 10, "{} links", c.reports.len());
     eprintln!("sparse blocks: read from {:?}", c.offsets);
 }
+
+use proptest::prelude::*;
+
+/// Points from tiny pools of series, times, metrics and values: most
+/// records collide with (or duplicate) one shortly before them, and runs of
+/// equal time and tags make MULTI groups; with 100 records a request, cuts
+/// fall between colliding records and inside groups all the time.
+fn colliding_lines() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec((0u8..3, 0u8..4, 0u8..3, 0u16..4), 150..700).prop_map(|points| {
+        let mut text = String::new();
+        for (tag, t, metric, v) in points {
+            text += &point(
+                u32::from(v),
+                &format!("2026-11-25T10:00:0{t}Z"),
+                &tag.to_string(),
+            )
+            .replace(r#""metric":"m""#, &format!(r#""metric":"m{metric}""#));
+            text.push('\n');
+        }
+        text.into_bytes()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Collisions and groups across cuts come out as in one run.
+    #[test]
+    fn prop_collisions_and_groups_across_cuts(
+        text in colliding_lines(),
+        plan in prop::collection::vec((0usize..3, 0usize..2), 1..8),
+    ) {
+        let plan: Vec<Link> = plan.into_iter().map(|(send, queue)| Link { send, queue }).collect();
+        for model in [DataModel::Multi, DataModel::Single] {
+            for input in [text.clone(), gzip(&text)] {
+                let opts = options(model);
+                let (want, _) = whole(&input, &opts);
+                let c = chain(&input, &opts, &plan);
+                prop_assert!(c.sent == want, "{:?}: {} requests vs {}", model, c.sent.len(), want.len());
+            }
+        }
+    }
+}
