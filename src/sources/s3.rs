@@ -390,4 +390,112 @@ mod tests {
             "{e}"
         );
     }
+
+    /// A ranged read asks for the rest from the offset, pinned like a whole
+    /// read; a range at or past the end (416) is an empty rest.
+    #[tokio::test]
+    async fn ranged_reads_are_pinned_and_may_be_empty() {
+        let replay = Replay::default();
+        let sdk = sdk_config(&replay, "eu-west-1", None, None)
+            .to_builder()
+            .endpoint_url("http://127.0.0.1:9000")
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let src = S3Source {
+            client: client_for(&sdk, true),
+        };
+        ok(&replay, "rest\n");
+        let mut o = src
+            .open_from(&obj(Some("v1"), Some("abc")), 1234)
+            .await
+            .unwrap();
+        let mut body = String::new();
+        o.body.read_to_string(&mut body).await.unwrap();
+        assert_eq!(body, "rest\n");
+        let sent = replay.sent().pop().unwrap();
+        assert_eq!(sent.header("range"), Some("bytes=1234-"));
+        assert!(sent.uri.ends_with("versionId=v1"), "{}", sent.uri);
+        ok(&replay, "x");
+        src.open_from(&obj(None, Some("abc")), 7).await.unwrap();
+        let sent = replay.sent().pop().unwrap();
+        assert_eq!(
+            (sent.header("range"), sent.header("if-match")),
+            (Some("bytes=7-"), Some("\"abc\""))
+        );
+        ok(&replay, "whole");
+        src.open_from(&obj(None, None), 0).await.unwrap();
+        assert_eq!(replay.sent().pop().unwrap().header("range"), None);
+        replay.respond(
+            416,
+            &[("content-type", "application/xml")],
+            "<Error><Code>InvalidRange</Code><Message>m</Message></Error>",
+        );
+        let mut o = src.open_from(&obj(None, Some("abc")), 99).await.unwrap();
+        let mut body = Vec::new();
+        o.body.read_to_end(&mut body).await.unwrap();
+        assert!(body.is_empty() && o.size == Some(0));
+        // A replaced object is still caught on a ranged read.
+        replay.respond(
+            412,
+            &[("content-type", "application/xml")],
+            "<Error><Code>PreconditionFailed</Code><Message>m</Message></Error>",
+        );
+        assert!(matches!(
+            src.open_from(&obj(None, Some("abc")), 99).await,
+            Err(SourceError::Changed(_))
+        ));
+    }
+
+    /// Checkpoint objects: a missing key reads as None, throttling and 5xx
+    /// are retryable, a denial is not; puts and deletes go where asked.
+    #[tokio::test]
+    async fn the_object_store_maps_missing_keys_and_errors() {
+        let replay = Replay::default();
+        let sdk = sdk_config(&replay, "eu-west-1", None, None)
+            .to_builder()
+            .endpoint_url("http://127.0.0.1:9000")
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let store = S3Put {
+            client: client_for(&sdk, true),
+        };
+        let ct = [("content-type", "application/xml")];
+        let xml = |code: &str| format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+        ok(&replay, "state");
+        assert_eq!(
+            store.get_object("b", "k6-timestream-state/k").await,
+            Ok(Some(b"state".to_vec()))
+        );
+        assert_eq!(
+            replay.sent().pop().unwrap().uri,
+            "http://127.0.0.1:9000/b/k6-timestream-state/k?x-id=GetObject"
+        );
+        replay.respond(404, &ct, &xml("NoSuchKey"));
+        assert_eq!(store.get_object("b", "k").await, Ok(None));
+        for (status, code, retryable) in [
+            (503, "SlowDown", true),
+            (500, "InternalError", true),
+            (403, "AccessDenied", false),
+        ] {
+            replay.respond(status, &ct, &xml(code));
+            let e = store.get_object("b", "k").await.unwrap_err();
+            assert_eq!(e.retryable(), retryable, "{status} {code}: {e}");
+        }
+        replay.respond(200, &[], "");
+        store.put_object("b", "k", b"ck".to_vec()).await.unwrap();
+        let sent = replay.sent().pop().unwrap();
+        assert_eq!(
+            (sent.method.as_str(), sent.body.as_slice()),
+            ("PUT", &b"ck"[..])
+        );
+        replay.respond(204, &[], "");
+        store.delete_object("b", "k").await.unwrap();
+        assert_eq!(replay.sent().pop().unwrap().method, "DELETE");
+        replay.fail("connection reset by peer");
+        assert!(store
+            .put_object("b", "k", Vec::new())
+            .await
+            .unwrap_err()
+            .retryable());
+    }
 }
