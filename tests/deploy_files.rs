@@ -320,6 +320,11 @@ fn direct_and_continuation_events() {
         c["carried"].is_object(),
         "continuation: carried is an object"
     );
+    assert!(
+        c["checkpoint"].is_null()
+            || (c["checkpoint"]["bucket"].is_string() && c["checkpoint"]["key"].is_string()),
+        "continuation: checkpoint is null or {{bucket, key}}"
+    );
     assert_eq!(
         vec![c["key"].as_str().unwrap().to_owned()],
         expected["continuation.json"]
@@ -378,7 +383,16 @@ fn sample_keys_trigger_the_default_notification_and_suffixes_agree() {
         template.contains("ObjectKeyPrefix: k6-timestream-rejected/"),
         "rejected-data prefix"
     );
-    for other in [dead_letter.as_str(), "k6-timestream-rejected/"] {
+    let state = template_default(&template, "StatePrefix");
+    assert!(
+        state.starts_with("k6-timestream-") && state.ends_with('/'),
+        "StatePrefix {state}"
+    );
+    for other in [
+        dead_letter.as_str(),
+        state.as_str(),
+        "k6-timestream-rejected/",
+    ] {
         let key = format!("{other}k6-results/run.json.gz");
         assert!(
             !key.starts_with(&prefix),
@@ -804,8 +818,7 @@ fn trigger_mode_chooses_notifications_or_an_eventbridge_rule() {
         "k6-timestream-rejected/".to_owned(),
         format!("{batch_prefix}reports/"),
         format!("{batch_prefix}manifests/"),
-        // A prefix for the function's own state would follow the same rule.
-        "k6-timestream-state/".to_owned(),
+        template_default(&template, "StatePrefix"),
     ] {
         assert!(other.starts_with("k6-timestream-"));
         let key = format!("{other}{prefix}run.json.gz");

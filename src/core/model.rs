@@ -6,10 +6,10 @@
 //! converter applies are Timestream's (the strictest of the sinks); a sink
 //! encodes records into its own requests (see [`crate::sinks`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The data model: how k6 points map onto Timestream records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DataModel {
     /// One MULTI record per group of consecutive points that share time,
@@ -42,13 +42,13 @@ impl DataModel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Dimension {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Values {
     /// A single DOUBLE measure value.
     Single(String),
@@ -66,7 +66,7 @@ impl Values {
 }
 
 /// One Timestream record plus where it came from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Sorted by name, unique names, non-empty values.
     pub dimensions: Vec<Dimension>,

@@ -1,11 +1,14 @@
 //! parse → convert → encode over a byte stream: the whole pure core.
 
 use crate::core::convert::{ConvertOptions, Converter};
-use crate::core::input::{for_each_line, InputError, InputOptions, LineEvent, Progress};
+use crate::core::input::{
+    for_each_line_from, InputError, InputOptions, InputPosition, LineEvent, Progress,
+};
 use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
 use crate::core::k6::{parse_line, Line};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
+use crate::core::resume::PipelineState;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -39,6 +42,11 @@ pub struct Outcome {
     /// The sink asked to stop before the end of the input.
     pub stopped: bool,
     pub error: Option<InputError>,
+    /// Unless the input failed: the state at the end, from which
+    /// [`run_from`] goes on after a stop (boxed: it holds the converter and
+    /// up to a few MB of read-ahead). At the end of the input it is the
+    /// finished state (what a stop in the last request's send leaves).
+    pub state: Option<Box<PipelineState>>,
 }
 
 /// Report key (`dropped`) of the points of a MULTI group withheld because
@@ -46,9 +54,10 @@ pub struct Outcome {
 pub const TRUNCATED_TAIL: &str = "input_truncated_tail";
 
 /// Runs `source` through the core and `encoder`, handing each request to
-/// `sink` in order. `sink` returns `Break` to stop (then the pending
-/// partial group and batch are not emitted: a resumed run regenerates them
-/// identically).
+/// `sink` in order. `sink` returns `Break` to stop: the run then ends after
+/// the line being converted (its records still go into the encoder), and
+/// the pending partial group and batch are not emitted but kept in the
+/// outcome's [`state`](Outcome::state), from which [`run_from`] goes on.
 ///
 /// How the input ends decides what of the tail goes out:
 ///
@@ -80,17 +89,41 @@ pub fn run<R: Read + Send, E: Encoder>(
     progress: Arc<Progress>,
     sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
-    let mut convert = opts.convert.clone();
-    encoder.adapt(&mut convert);
-    let mut report = RunReport {
-        input: name.to_owned(),
-        model: convert.model.as_str().to_owned(),
-        ..Default::default()
+    run_from(source, name, opts, encoder, progress, None, sink)
+}
+
+/// [`run`], or the rest of a stopped run when `from` is its state (then
+/// `encoder` must be the encoder as it was at the stop, `source` must
+/// yield the input from `from.input.source_offset()` on, and the requests
+/// that follow are exactly those the stopped run would have produced).
+pub fn run_from<R: Read + Send, E: Encoder>(
+    source: R,
+    name: &str,
+    opts: &PipelineOptions,
+    encoder: &mut E,
+    progress: Arc<Progress>,
+    from: Option<PipelineState>,
+    sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
+) -> Outcome {
+    let (mut report, mut conv, (mut tmin, mut tmax), position) = match from {
+        Some(s) => (s.report, s.converter, s.time_range, Some(s.input)),
+        None => {
+            let mut convert = opts.convert.clone();
+            encoder.adapt(&mut convert);
+            (
+                RunReport {
+                    input: name.to_owned(),
+                    model: convert.model.as_str().to_owned(),
+                    ..Default::default()
+                },
+                Converter::new(convert),
+                (i64::MAX, i64::MIN),
+                None,
+            )
+        }
     };
-    let mut conv = Converter::new(convert);
     let mut out: Vec<Record> = Vec::new();
     let mut stopped = false;
-    let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
     // The last line that was blank or not a usable line (tail rule).
     let mut last_bad_line = 0u64;
 
@@ -103,16 +136,18 @@ pub fn run<R: Read + Send, E: Encoder>(
             tmin = tmin.min(r.time_ns);
             tmax = tmax.max(r.time_ns);
             if let Some(req) = batcher.push(r, report) {
+                // After a stop the rest of the line's records still go to
+                // the encoder (so the state is "after this line").
                 if sink(req, report).is_break() {
                     *stopped = true;
-                    return false;
                 }
             }
         }
-        true
+        !*stopped
     };
 
-    let (format, res) = for_each_line(source, name, &opts.input, progress.clone(), |n, ev| {
+    let (p, from) = (progress.clone(), position);
+    let lines = for_each_line_from(source, name, &opts.input, p, from, |n, ev| {
         report.lines = n;
         let bytes = match ev {
             LineEvent::TooLong => {
@@ -157,7 +192,7 @@ pub fn run<R: Read + Send, E: Encoder>(
         }
         true
     });
-    let error = res.err();
+    let (format, error) = (lines.format, lines.result.err());
     report.gzip = format.gzip;
     report.bom = format.bom;
     let retry_will_reread = error.as_ref().is_some_and(InputError::retryable);
@@ -186,10 +221,21 @@ pub fn run<R: Read + Send, E: Encoder>(
         report.first_time = Some(format_rfc3339_ns(tmin));
         report.last_time = Some(format_rfc3339_ns(tmax));
     }
+    let state = error.is_none().then(|| {
+        Box::new(PipelineState {
+            converter: conv,
+            report: report.clone(),
+            time_range: (tmin, tmax),
+            input: lines
+                .stopped_at
+                .unwrap_or_else(|| InputPosition::end(format, report.lines, lines.offset)),
+        })
+    });
     Outcome {
         report,
         stopped,
         error,
+        state,
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
+pub const DEFAULT_STATE_PREFIX: &str = "k6-timestream-state/";
 
 /// `K6TS_SINK` and its settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,11 @@ pub struct LambdaConfig {
     /// None: the object's own bucket.
     pub dead_letter_bucket: Option<String>,
     pub dead_letter_prefix: String,
+    /// Checkpoints of continuation chains go under this prefix
+    /// (`K6TS_STATE_PREFIX`), in `state_bucket` (`K6TS_STATE_BUCKET`;
+    /// None: the object's own bucket).
+    pub state_prefix: String,
+    pub state_bucket: Option<String>,
     /// 0 = none: run until the deadline margin.
     pub work_budget: Duration,
     pub safety_margin: Duration,
@@ -161,6 +167,9 @@ impl LambdaConfig {
             dead_letter_bucket: get("K6TS_DEAD_LETTER_BUCKET"),
             dead_letter_prefix: get("K6TS_DEAD_LETTER_PREFIX")
                 .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned()),
+            state_prefix: get("K6TS_STATE_PREFIX")
+                .unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_owned()),
+            state_bucket: get("K6TS_STATE_BUCKET"),
             work_budget: Duration::from_secs_f64(num(g, "K6TS_WORK_BUDGET_SECONDS", 0.0, 0.0)?),
             safety_margin: Duration::from_secs_f64(num(
                 g,
@@ -202,9 +211,10 @@ impl LambdaConfig {
         })
     }
 
-    /// Does this key look like k6 results (and not a dead letter)?
+    /// Does this key look like k6 results (and not a dead letter or a
+    /// checkpoint)?
     pub fn wants_key(&self, key: &str) -> bool {
-        if key.starts_with(&self.dead_letter_prefix) {
+        if key.starts_with(&self.dead_letter_prefix) || key.starts_with(&self.state_prefix) {
             return false;
         }
         let lower = key.to_ascii_lowercase();
@@ -239,6 +249,12 @@ mod tests {
         assert_eq!(c.concurrency, DEFAULT_CONCURRENCY);
         assert!(c.wants_key("runs/a.json.gz") && c.wants_key("a.JSON") && !c.wants_key("a.csv"));
         assert!(!c.wants_key("k6-timestream-dead-letter/b/a.json"));
+        assert!(!c.wants_key("k6-timestream-state/b/a.json/e1/link-1.ckpt"));
+        assert!(!c.wants_key("k6-timestream-state/b/a.json.gz"));
+        assert_eq!(
+            (c.state_prefix.as_str(), c.state_bucket.as_deref()),
+            (DEFAULT_STATE_PREFIX, None)
+        );
     }
 
     #[test]

@@ -6,12 +6,15 @@ use crate::core::pipeline::Encoder;
 use crate::sinks::influxdb::{EncoderOptions, InfluxEncoder, InfluxRequest, InfluxWriter};
 use crate::sinks::timestream::{Batcher, WriteRequest};
 use crate::sinks::{Request, Service};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::sync::Arc;
 
 /// A sink as the handler uses it.
 pub trait SinkKit: Send + Sync + 'static {
-    type Request: Request;
-    type Encoder: Encoder<Request = Self::Request> + Send + 'static;
+    /// Serialisable, like the encoder: both go into checkpoints.
+    type Request: Request + Serialize + DeserializeOwned;
+    type Encoder: Encoder<Request = Self::Request> + Serialize + DeserializeOwned + Send + 'static;
     type Service: Service<Self::Request>;
     /// A fresh encoder for one object.
     fn encoder(&self, cfg: &LambdaConfig) -> Self::Encoder;

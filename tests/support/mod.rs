@@ -10,6 +10,7 @@
 //! * [`influxdb`]: a real InfluxDB 1.x and a checking v2/v3 endpoint;
 //! * [`s3_faults`]: a fault-injecting proxy in front of S3;
 //! * [`runtime_api`]: a minimal Lambda Runtime API;
+//! * [`resume`]: an input run as a chain of stopped and resumed runs;
 //! * [`lambda`]: the Lambda's world (endpoints, `cargo lambda watch`,
 //!   events, report checks).
 //!
@@ -26,6 +27,7 @@ pub mod lambda;
 pub mod measures;
 pub mod moto;
 pub mod procs;
+pub mod resume;
 pub mod runtime_api;
 pub mod s3_faults;
 pub mod strict;

@@ -31,6 +31,7 @@ use crate::core::k6::{MetricKind, Point};
 use crate::core::model::{limits, DataModel, Dimension, Record, Values};
 use crate::core::report::RunReport;
 use crate::core::value::format_value;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -80,7 +81,7 @@ pub fn derive_testid(name: &str) -> String {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvertOptions {
     pub model: DataModel,
     /// Resolved testid value (added when a point has no `testid` tag).
@@ -191,6 +192,7 @@ fn truncate_chars(v: &mut String, max_chars: usize) -> bool {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct Group {
     time_ns: i64,
     /// The dimensions before the record-size rule, when it changed them
@@ -211,6 +213,11 @@ struct Group {
 type PointDim<'p> = (Cow<'p, str>, Cow<'p, str>, bool);
 
 /// Stateful converter: feed it points in input order.
+///
+/// Serialisable (checkpoints of a stopped run): a converter restored from
+/// its serialised form converts the rest of the input exactly as the
+/// original would have.
+#[derive(Serialize, Deserialize)]
 pub struct Converter {
     opts: ConvertOptions,
     kinds: HashMap<String, MetricKind, FnvBuild>,
@@ -221,7 +228,9 @@ pub struct Converter {
     /// The naming outcome of the tag keys of the previous point, by
     /// position: consecutive k6 points almost always carry the same keys in
     /// the same order, so one string compare replaces the rule checks and
-    /// the hash lookup per tag.
+    /// the hash lookup per tag. A cache (every entry is recomputed when
+    /// missing), so not part of the serialised state.
+    #[serde(skip)]
     tag_memo: Vec<NameMemo>,
 }
 

@@ -42,7 +42,7 @@ pub enum FieldValue<'a> {
 }
 
 /// How backslashes in names are written (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Dialect {
     /// Read identically by InfluxDB 1.x, 2.x and 3; refuses the few names
     /// whose backslashes those parsers read differently. For the v1 and v2
@@ -396,7 +396,7 @@ pub fn encode_point(
 
 /// The type a tag (or metadata entry) is converted to when written as a
 /// field, as k6's `tagsAsFields` `name:type` syntax names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum FieldKind {
     #[default]
     String,
@@ -407,7 +407,7 @@ pub enum FieldKind {
 
 /// Which tags become fields, and as what. Parsed from k6's syntax by
 /// [`super::config::parse_tags_as_fields`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TagsAsFields(pub Vec<(String, FieldKind)>);
 
 impl Default for TagsAsFields {

@@ -26,7 +26,7 @@ pub const DEFAULT_MAX_LINES: usize = 5_000;
 pub const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
 
 /// How records become lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EncoderOptions {
     pub dialect: Dialect,
     pub tags_as_fields: TagsAsFields,
@@ -49,7 +49,7 @@ impl Default for EncoderOptions {
 }
 
 /// One write request: the records and their lines, in record order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InfluxRequest {
     /// 0-based position in the deterministic request sequence of the input.
     pub seq: u64,
@@ -180,7 +180,9 @@ pub fn record_hashes(r: &Record, tags_as_fields: &TagsAsFields) -> (u64, u64) {
 }
 
 /// Groups records into requests of at most `max_lines` lines and
-/// `max_bytes` bytes.
+/// `max_bytes` bytes. Serialisable (checkpoints of a stopped run): a
+/// restored encoder goes on with the same requests.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct InfluxEncoder {
     opts: EncoderOptions,
     guard: CollisionGuard,
@@ -189,6 +191,7 @@ pub struct InfluxEncoder {
     body: Vec<u8>,
     ends: Vec<(usize, usize)>,
     /// The lines of the record being pushed.
+    #[serde(skip)]
     scratch: Vec<u8>,
 }
 

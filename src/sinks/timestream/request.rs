@@ -12,7 +12,7 @@ use crate::core::report::RunReport;
 
 /// One WriteRecords request: ≤ 100 records, with what all of them share
 /// hoisted into CommonAttributes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WriteRequest {
     /// 0-based position in the deterministic request sequence of the input.
     pub seq: u64,
@@ -100,7 +100,9 @@ impl crate::sinks::Request for WriteRequest {
     }
 }
 
-/// Groups records into requests of at most 100.
+/// Groups records into requests of at most 100. Serialisable (checkpoints
+/// of a stopped run): a restored batcher goes on with the same requests.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Batcher {
     model: DataModel,
     seq: u64,
