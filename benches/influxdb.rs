@@ -68,9 +68,11 @@ fn config(dir: &std::path::Path, http: u16, rpc: u16) -> String {
     text
 }
 
-/// One HTTP/1.0 request to the server; the status code.
+/// One HTTP/1.0 request to the server; the status code (0: no answer).
 fn http(port: u16, request: &str) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
     s.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
