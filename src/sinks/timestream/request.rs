@@ -141,6 +141,12 @@ impl crate::core::pipeline::Encoder for Batcher {
     fn finish(&mut self, report: &mut RunReport) -> Option<WriteRequest> {
         (!self.pending.is_empty()).then(|| self.take(report))
     }
+
+    /// Only the collision guard depends on earlier records.
+    fn warm(&mut self, mut r: Record, report: &mut RunReport) {
+        let (series, value) = record_hashes(&r);
+        self.guard.admit(&mut r, series, value, report);
+    }
 }
 
 impl Batcher {
