@@ -227,7 +227,9 @@ where
 /// [`source_offset`](crate::core::segment::source_offset) on. Returns
 /// the segment's report (its own reading and writing) and the failure
 /// that ended it, if any. A segment is not resumable: a stop or failure
-/// means running it again, which writes the same records.
+/// means running it again, which writes the same records. `stop` is asked
+/// between requests, as by [`ingest`]; a stopped segment's report is not
+/// `complete` and comes without a failure.
 #[allow(clippy::too_many_arguments)]
 pub async fn ingest_segment<R, E, W, D>(
     source: R,
@@ -238,6 +240,7 @@ pub async fn ingest_segment<R, E, W, D>(
     from: Option<crate::core::input::InputPosition>,
     sink: Sink<E, W, D>,
     live: Live,
+    stop: Arc<dyn Fn() -> bool + Send + Sync>,
 ) -> (RunReport, Option<Failure>)
 where
     R: Read + Send + 'static,
@@ -271,7 +274,6 @@ where
             },
         )
     });
-    let never = || false;
     let drive = driver::drive(
         rx,
         service,
@@ -279,7 +281,7 @@ where
         wcfg,
         live.stats.clone(),
         name,
-        &never,
+        &*stop,
     )
     .await;
     let outcome = match conv.await {

@@ -103,6 +103,7 @@ where
                 from,
                 sink,
                 Live::default(),
+                Arc::new(|| false),
             )
             .await;
             (number, report)

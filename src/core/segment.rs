@@ -55,7 +55,8 @@
 use crate::core::convert::Converter;
 use crate::core::input::gzip_index::{AccessPoint, IndexingDecoder};
 use crate::core::input::{
-    for_each_line_from, is_gzip, InputError, InputOptions, InputPosition, LineEvent, Progress, BOM,
+    for_each_line_bounded, is_gzip, InputError, InputOptions, InputPosition, LineEvent, Progress,
+    BOM,
 };
 use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
 use crate::core::k6::{parse_line, Line, MetricKind};
@@ -147,6 +148,9 @@ pub struct SegmentSpec {
     pub start_line: u64,
     /// Nominal first line of the next segment (None: the last segment).
     pub end_line: Option<u64>,
+    /// Decompressed offset of that line: the reader reads ahead in small
+    /// steps from there on (the segment stops soon after).
+    pub end_offset: Option<u64>,
     /// Index of the candidate it reads from (≤ its start).
     pub read_from: usize,
 }
@@ -189,6 +193,7 @@ pub fn plan(
             number: j as u32,
             start_line: if j == 0 { 1 } else { lines + 1 },
             end_line: cuts.get(j + 1).map(|&e| candidates[e].0 + 1),
+            end_offset: cuts.get(j + 1).map(|&e| candidates[e].1),
             read_from,
         });
     }
@@ -600,12 +605,13 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
         }
     };
 
-    let lines = for_each_line_from(
+    let lines = for_each_line_bounded(
         source,
         name,
         &opts.input,
         progress.clone(),
         from,
+        spec.end_offset,
         |n, ev| {
             seen_lines = n;
             let rep: &mut RunReport = if owns_line(n) {
@@ -841,10 +847,12 @@ mod tests {
     use super::*;
 
     fn spec(number: u32, start_line: u64, end_line: Option<u64>, read_from: usize) -> SegmentSpec {
+        // Candidates of the table below: line l starts at offset (l-1)×10.
         SegmentSpec {
             number,
             start_line,
             end_line,
+            end_offset: end_line.map(|l| (l - 1) * 10),
             read_from,
         }
     }
