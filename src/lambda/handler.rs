@@ -618,6 +618,14 @@ where
             cfg.segment_bytes,
             segment::default_lookback(cfg.segment_bytes),
         );
+        if specs.len() >= 2 && !segment::worth_fanning_out(&index, &specs) {
+            tracing::warn!(
+                bytes = index.bytes,
+                wasted = segment::wasted_inflation(&index, &specs),
+                "the gzip stream has too few deflate block boundaries to start segments near their lines (written as one block, e.g. by zlib-ng/zlib-rs level 1): the object is written serially"
+            );
+            return Ok(FanOut::Serial(Box::new(report)));
+        }
         if specs.len() < 2 {
             tracing::info!(
                 bytes = index.bytes,
