@@ -100,6 +100,7 @@ impl ConversionArgs {
             input: InputOptions {
                 max_line_bytes: self.max_line_bytes,
                 max_decompressed_bytes: self.max_decompressed_bytes,
+                flush_interval: None,
             },
         }
     }

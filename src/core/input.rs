@@ -8,8 +8,9 @@
 use flate2::bufread::MultiGzDecoder;
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 const CHUNK: usize = 256 * 1024;
@@ -24,6 +25,18 @@ pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 100 << 30;
 pub struct InputOptions {
     pub max_line_bytes: usize,
     pub max_decompressed_bytes: u64,
+    /// Live reading (a pipe from a running k6): every read of the source is
+    /// handed on at once, and once the oldest data not yet handed over is
+    /// this old the consumer gets a [`LineEvent::Tick`] (the pipeline then
+    /// sends the group in progress and the partial request). None (files):
+    /// nothing depends on time, requests are a function of the bytes alone.
+    ///
+    /// Trade-off: a tick can fall inside a k6 group whose next point comes
+    /// later; that point then starts a second record at the same time and
+    /// series, which the collision guard moves by +1 ns (counted as
+    /// `nudged`). So a live-ingested run can differ from the same file
+    /// ingested afterwards by such nudges.
+    pub flush_interval: Option<Duration>,
 }
 
 impl Default for InputOptions {
@@ -31,6 +44,7 @@ impl Default for InputOptions {
         Self {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            flush_interval: None,
         }
     }
 }
@@ -181,13 +195,15 @@ fn produce<R: Read>(
         let mut buf = free.try_recv().unwrap_or_default();
         buf.resize(CHUNK, 0);
         let mut filled = 0;
-        // Fill whole chunks: fewer, larger messages.
+        // Fill whole chunks: fewer, larger messages. Live input hands on
+        // whatever one read returned instead: a pipe that is written
+        // slowly must not hold its lines back until 256 KiB have come.
         let res = loop {
             match reader.read(&mut buf[filled..]) {
                 Ok(0) => break Ok(true),
                 Ok(n) => {
                     filled += n;
-                    if filled == buf.len() {
+                    if opts.flush_interval.is_some() || filled == buf.len() {
                         break Ok(false);
                     }
                 }
@@ -250,6 +266,57 @@ pub enum LineEvent<'a> {
     Line(&'a [u8]),
     /// A line longer than the maximum (its bytes are discarded).
     TooLong,
+    /// Live reading only ([`InputOptions::flush_interval`]): no line, but the
+    /// oldest data not yet handed over is a flush interval old. The
+    /// consumer should pass on what it holds back (the line number is
+    /// that of the last line).
+    Tick,
+}
+
+/// When timed reading wakes its consumer: once the oldest data that
+/// arrived since the last tick is `every` old. That also covers "no new
+/// line for `every`": the first data after a tick is at least as old as
+/// the last. Only data arrival restarts the clock, so an idle input ticks
+/// once after its last data and then sleeps until more comes.
+///
+/// Pure (instants are passed in), so the rule is tested without sleeping.
+#[derive(Debug, Clone)]
+pub struct TickRule {
+    every: Duration,
+    /// Arrival of the first data since the last tick.
+    pending_since: Option<Instant>,
+}
+
+impl TickRule {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            pending_since: None,
+        }
+    }
+
+    /// Data arrived at `now`.
+    pub fn data(&mut self, now: Instant) {
+        self.pending_since.get_or_insert(now);
+    }
+
+    /// Is a tick due at `now`?
+    pub fn due(&self, now: Instant) -> bool {
+        self.pending_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.every)
+    }
+
+    /// A tick was delivered.
+    pub fn ticked(&mut self) {
+        self.pending_since = None;
+    }
+
+    /// How long to wait for data at `now` before the next tick is due
+    /// (None: nothing pending, wait for data however long it takes).
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        self.pending_since
+            .map(|t| (t + self.every).saturating_duration_since(now))
+    }
 }
 
 /// Reads `source` on a scoped thread and calls `on_line` for each line, in
@@ -257,6 +324,8 @@ pub enum LineEvent<'a> {
 /// A leading byte-order mark (after decompression: gzip is recognised on
 /// the raw bytes first) is not part of the first line. Returns what was
 /// learned of the input's format, and `Err` for a fatal input error.
+/// With [`InputOptions::flush_interval`], ticks come in between (by the
+/// [`TickRule`] of that interval) even while the source has nothing to give.
 pub fn for_each_line<R, F>(
     source: R,
     name: &str,
@@ -292,6 +361,34 @@ where
     })
 }
 
+/// The next message, or a tick when one is due first. None: the
+/// producer is done.
+fn next_msg(rx: &Receiver<Msg>, rule: &mut Option<TickRule>) -> Option<Option<Msg>> {
+    let Some(rule) = rule else {
+        return rx.recv().ok().map(Some);
+    };
+    let now = Instant::now();
+    if rule.due(now) {
+        rule.ticked();
+        return Some(None);
+    }
+    let msg = match rule.wait(now) {
+        None => rx.recv().ok()?,
+        Some(d) => match rx.recv_timeout(d) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                rule.ticked();
+                return Some(None);
+            }
+            Err(RecvTimeoutError::Disconnected) => return None,
+        },
+    };
+    if matches!(msg, Msg::Data(_)) {
+        rule.data(Instant::now());
+    }
+    Some(Some(msg))
+}
+
 fn consume<F>(
     rx: Receiver<Msg>,
     free: std::sync::mpsc::SyncSender<Vec<u8>>,
@@ -304,6 +401,7 @@ fn consume<F>(
 where
     F: FnMut(u64, LineEvent<'_>) -> bool,
 {
+    let mut rule = opts.flush_interval.map(TickRule::new);
     let mut carry: Vec<u8> = Vec::new();
     let mut discarding = false;
     let mut line_no = 0u64;
@@ -327,7 +425,13 @@ where
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         on_line(*line_no, LineEvent::Line(bytes))
     };
-    for msg in rx.iter() {
+    while let Some(msg) = next_msg(&rx, &mut rule) {
+        let Some(msg) = msg else {
+            if !on_line(line_no, LineEvent::Tick) {
+                return Ok(());
+            }
+            continue;
+        };
         let chunk = match msg {
             Msg::Data(c) => c,
             Msg::Fail(k) => {
@@ -439,6 +543,7 @@ mod tests {
                 match ev {
                     LineEvent::Line(b) => Some(String::from_utf8_lossy(b).into_owned()),
                     LineEvent::TooLong => None,
+                    LineEvent::Tick => panic!("untimed reading never ticks"),
                 },
             ));
             true
@@ -558,6 +663,125 @@ mod tests {
             |_, _| true,
         );
         assert!(!is_gz.gzip);
+    }
+
+    #[test]
+    fn tick_rule_waits_for_the_oldest_pending_data() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut r = TickRule::new(ms(1000));
+        assert!(!r.due(t0 + ms(5000)), "nothing pending: never due");
+        assert_eq!(r.wait(t0), None);
+        r.data(t0 + ms(100));
+        r.data(t0 + ms(900)); // later data does not postpone the tick
+        assert_eq!(r.wait(t0 + ms(500)), Some(ms(600)));
+        assert!(!r.due(t0 + ms(1099)));
+        assert!(r.due(t0 + ms(1100)));
+        assert_eq!(r.wait(t0 + ms(1500)), Some(Duration::ZERO));
+        r.ticked();
+        assert!(!r.due(t0 + ms(9000)));
+        r.data(t0 + ms(2000));
+        assert!(r.due(t0 + ms(3000)));
+    }
+
+    /// A pipe: chunks from a channel, each read blocking until one comes.
+    struct Pipe {
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        cur: Vec<u8>,
+    }
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.cur.is_empty() {
+                match self.rx.recv() {
+                    Ok(c) => self.cur = c,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = self.cur.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.cur[..n]);
+            self.cur.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Ev {
+        Line(String),
+        Tick,
+    }
+
+    /// Writes `parts` into a pipe with `gap` between them; returns what
+    /// reading with `tick` saw and when (relative to the start).
+    fn timed(parts: &[&[u8]], gap: Duration, tick: Option<Duration>) -> Vec<(Ev, Duration)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = std::thread::spawn(move || {
+            for p in parts {
+                tx.send(p).unwrap();
+                std::thread::sleep(gap);
+            }
+        });
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let pipe = Pipe {
+            rx,
+            cur: Vec::new(),
+        };
+        let opts = InputOptions {
+            flush_interval: tick,
+            ..Default::default()
+        };
+        let (_, r) = for_each_line(pipe, "t", &opts, Arc::default(), |_, ev| {
+            let e = match ev {
+                LineEvent::Line(b) => Ev::Line(String::from_utf8_lossy(b).into_owned()),
+                LineEvent::TooLong => panic!("no long lines here"),
+                LineEvent::Tick => Ev::Tick,
+            };
+            out.push((e, start.elapsed()));
+            true
+        });
+        r.unwrap();
+        writer.join().unwrap();
+        out
+    }
+
+    #[test]
+    fn timed_reading_ticks_while_the_source_is_idle() {
+        let gap = Duration::from_millis(400);
+        let parts: [&[u8]; 3] = [b"a\nb\npar", b"tial\n", b"c\n"];
+        let got = timed(&parts, gap, Some(Duration::from_millis(100)));
+        let evs: Vec<&Ev> = got.iter().map(|(e, _)| e).collect();
+        let line = |s: &str| Ev::Line(s.into());
+        // Lines come as soon as they are complete (not when 256 KiB have
+        // come), a tick follows each burst once its data is 100 ms old,
+        // and a line split across the idle time is still one line.
+        assert_eq!(
+            evs,
+            [
+                &line("a"),
+                &line("b"),
+                &Ev::Tick,
+                &line("partial"),
+                &Ev::Tick,
+                &line("c"),
+                &Ev::Tick
+            ]
+        );
+        let at = |i: usize| got[i].1;
+        assert!(at(0) < Duration::from_millis(300), "{:?}", at(0));
+        assert!(
+            at(2) >= Duration::from_millis(100) && at(2) < gap,
+            "{:?}",
+            at(2)
+        );
+        assert!(at(3) >= gap, "{:?}", at(3));
+        // Untimed: the same lines, no ticks.
+        let plain = timed(&parts, Duration::from_millis(20), None);
+        let lines: Vec<&Ev> = plain.iter().map(|(e, _)| e).collect();
+        assert_eq!(
+            lines,
+            [&line("a"), &line("b"), &line("partial"), &line("c")]
+        );
     }
 
     #[test]

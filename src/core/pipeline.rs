@@ -6,6 +6,7 @@ use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
 use crate::core::k6::{parse_line, Line};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
+use std::cell::Cell;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -25,6 +26,11 @@ pub trait Encoder {
     fn push(&mut self, r: Record, report: &mut RunReport) -> Option<Self::Request>;
     /// The last, partial request.
     fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
+    /// The partial request now, with more records to come (live input,
+    /// [`InputOptions::flush_interval`]); the sequence goes on after it.
+    fn flush(&mut self, report: &mut RunReport) -> Option<Self::Request> {
+        self.finish(report)
+    }
 }
 
 /// The result of running the pipeline over one input.
@@ -87,6 +93,9 @@ pub fn run<R: Read + Send, E: Encoder>(
     let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
     // The last line that was blank or not a usable line (tail rule).
     let mut last_bad_line = 0u64;
+    // Set by a tick of live input: `deliver` then also sends the partial
+    // request (see `InputOptions::flush_interval` for what that costs).
+    let flush_partial = Cell::new(false);
 
     let mut deliver = |out: &mut Vec<Record>,
                        report: &mut RunReport,
@@ -103,12 +112,25 @@ pub fn run<R: Read + Send, E: Encoder>(
                 }
             }
         }
+        if flush_partial.take() {
+            if let Some(req) = batcher.flush(report) {
+                if sink(req, report).is_break() {
+                    *stopped = true;
+                    return false;
+                }
+            }
+        }
         true
     };
 
     let (format, res) = for_each_line(source, name, &opts.input, progress.clone(), |n, ev| {
         report.lines = n;
         let bytes = match ev {
+            LineEvent::Tick => {
+                conv.flush(&mut |r| out.push(r));
+                flush_partial.set(true);
+                return deliver(&mut out, &mut report, encoder, &mut stopped);
+            }
             LineEvent::TooLong => {
                 report.skip("line_too_long", n);
                 last_bad_line = n;
@@ -327,5 +349,111 @@ mod tests {
             assert!(out.report.bom && out.report.skipped.is_empty());
             assert_eq!(sent.iter().flatten().count(), 5);
         }
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+    use crate::core::model::Values;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// Requests of up to 100 records, nothing else.
+    #[derive(Default)]
+    struct Plain(Vec<Record>);
+    impl Encoder for Plain {
+        type Request = Vec<Record>;
+        fn push(&mut self, r: Record, _: &mut RunReport) -> Option<Vec<Record>> {
+            self.0.push(r);
+            (self.0.len() == 100).then(|| std::mem::take(&mut self.0))
+        }
+        fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
+            (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
+        }
+    }
+
+    /// A pipe written by another thread: `parts` with `gap` in between.
+    struct Pipe(mpsc::Receiver<Vec<u8>>, Vec<u8>);
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1.is_empty() {
+                match self.0.recv() {
+                    Ok(c) => self.1 = c,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = self.1.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            Ok(n)
+        }
+    }
+
+    fn point(metric: &str) -> String {
+        format!(
+            r#"{{"type":"Point","metric":"{metric}","data":{{"time":"2026-01-01T00:00:00.000000001Z","value":1,"tags":{{"k":"v"}}}}}}"#
+        ) + "\n"
+    }
+
+    /// (measures per request, when each request came out).
+    fn run_piped(flush: Option<Duration>, gap: Duration) -> (Vec<Vec<usize>>, Vec<Duration>) {
+        let (tx, rx) = mpsc::channel();
+        let parts = [point("a") + &point("b"), point("c")];
+        let writer = std::thread::spawn(move || {
+            for p in parts {
+                tx.send(p.into_bytes()).unwrap();
+                std::thread::sleep(gap);
+            }
+        });
+        let opts = PipelineOptions {
+            input: InputOptions {
+                flush_interval: flush,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let (mut sizes, mut times) = (Vec::new(), Vec::new());
+        let out = run(
+            Pipe(rx, Vec::new()),
+            "live",
+            &opts,
+            &mut Plain::default(),
+            Arc::default(),
+            &mut |req, _| {
+                times.push(start.elapsed());
+                sizes.push(
+                    req.iter()
+                        .map(|r| match &r.values {
+                            Values::Multi(m) => m.len(),
+                            Values::Single(_) => 1,
+                        })
+                        .collect(),
+                );
+                ControlFlow::Continue(())
+            },
+        );
+        writer.join().unwrap();
+        assert!(out.report.complete && out.report.points == 3);
+        (sizes, times)
+    }
+
+    #[test]
+    fn live_input_hands_over_the_group_and_the_batch_on_time() {
+        let gap = Duration::from_millis(500);
+        let (sizes, times) = run_piped(Some(Duration::from_millis(100)), gap);
+        // The group in progress went out 100 ms after its data came, long
+        // before the rest of the input; its late third point is a record
+        // of its own.
+        assert_eq!(sizes, [vec![2], vec![1]]);
+        assert!(
+            times[0] >= Duration::from_millis(100) && times[0] < gap,
+            "{times:?}"
+        );
+        // A file (no interval): one group, one request, at the end.
+        let (sizes, times) = run_piped(None, gap);
+        assert_eq!(sizes, [vec![3]]);
+        assert!(times[0] >= 2 * gap - Duration::from_millis(50), "{times:?}");
     }
 }

@@ -328,6 +328,7 @@ where
             input: InputOptions {
                 max_line_bytes: cfg.max_line_bytes,
                 max_decompressed_bytes: cfg.max_decompressed_bytes,
+                flush_interval: None,
             },
         };
         let wcfg = WriterConfig {
