@@ -145,6 +145,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
         retry_budget: cmd.retry_budget,
         skip_batches: 0,
         hard_deadline: None,
+        shared_limit: None,
     };
     let writer = Arc::new(TimestreamWriter::new(
         client,

@@ -338,6 +338,7 @@ where
             retry_budget: DEFAULT_RETRY_BUDGET,
             skip_batches: job.skip_batches,
             hard_deadline: Some(start + plan.last_retry),
+            shared_limit: None,
         };
         let live = Live::default();
         let stats = live.stats.clone();
