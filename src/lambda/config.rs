@@ -8,7 +8,7 @@ use crate::core::model::DataModel;
 use crate::sinks::driver::{DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_SECS, MAX_CONCURRENCY};
 use std::time::Duration;
 
-pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
+pub use crate::sources::DEFAULT_SUFFIXES;
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,10 +175,7 @@ impl LambdaConfig {
         if key.starts_with(&self.dead_letter_prefix) {
             return false;
         }
-        let lower = key.to_ascii_lowercase();
-        self.suffixes
-            .iter()
-            .any(|s| lower.ends_with(&s.to_ascii_lowercase()))
+        crate::sources::has_suffix(key, &self.suffixes)
     }
 }
 
