@@ -1,6 +1,6 @@
 //! `k6-timestream ingest`: convert and write to Timestream.
 
-use super::{exit, write_summary, ConversionArgs};
+use super::{exit, progress, write_summary, ConversionArgs};
 use crate::ingest::{ingest, Live, Sink};
 use crate::sinks::dead_letter::file::FileSink;
 use crate::sinks::driver::{
@@ -13,7 +13,7 @@ use crate::sinks::timestream::service::{build_client, TimestreamWriter};
 use crate::sources::s3::S3Source;
 use crate::sources::{parse_s3_url, ObjectRef, ObjectSource};
 use clap::Args;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,8 +52,24 @@ pub struct IngestCmd {
     /// Progress display: auto (bar on a terminal, periodic log lines otherwise), bar, log, none.
     #[arg(long, default_value = "auto", value_parser = ["auto", "bar", "log", "none"])]
     pub progress: String,
-    /// k6 JSON output: a file, `-` for stdin, or s3://bucket/key.
+    /// Live mode (stdin or a named pipe by default, every input when given): requests also go out once their oldest data is this old (e.g. 1s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = super::live::parse_interval)]
+    pub flush_interval: Option<Duration>,
+    #[command(flatten)]
+    pub backfill: super::backfill::BackfillArgs,
+    /// k6 JSON output: a file, `-` for stdin, s3://bucket/key, or (for many objects) s3://bucket/prefix/ or a glob.
     pub input: String,
+    /// More inputs: files, globs, s3:// keys or prefixes, ingested together (see --objects-in-flight).
+    #[arg(value_name = "MORE")]
+    pub more: Vec<String>,
+}
+
+impl IngestCmd {
+    pub fn inputs(&self) -> Vec<&str> {
+        std::iter::once(self.input.as_str())
+            .chain(self.more.iter().map(String::as_str))
+            .collect()
+    }
 }
 
 fn parse_concurrency(s: &str) -> Result<usize, String> {
@@ -86,6 +102,9 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     if sdk.region().is_none() {
         eprintln!("error: no AWS region configured (set AWS_REGION or pass --region)");
         return exit::FATAL;
+    }
+    if super::backfill::wanted(&cmd.inputs(), &cmd.backfill) {
+        return backfill(&cmd, &sdk).await;
     }
     let (source, size): (Box<dyn Read + Send>, Option<u64>) =
         if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
@@ -127,7 +146,8 @@ async fn run_async(cmd: IngestCmd) -> i32 {
             return exit::FATAL;
         }
     };
-    let popts = cmd.conv.pipeline_options(&cmd.input);
+    let mut popts = cmd.conv.pipeline_options(&cmd.input);
+    popts.input.flush_interval = super::live::flush_interval(&cmd.input, cmd.flush_interval);
     let dl_path = cmd.dead_letter.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.dead-letter.jsonl",
@@ -135,25 +155,14 @@ async fn run_async(cmd: IngestCmd) -> i32 {
         ))
     });
     let dlq = Arc::new(FileSink::new(dl_path));
-    let wcfg = WriterConfig {
-        concurrency: cmd.concurrency,
-        request_timeout: Duration::from_secs(cmd.request_timeout_secs.max(1)),
-        retry: RetryPolicy {
-            max_attempts: cmd.max_attempts,
-            ..RetryPolicy::default()
-        },
-        retry_budget: cmd.retry_budget,
-        skip_batches: 0,
-        hard_deadline: None,
-        shared_limit: None,
-    };
+    let wcfg = writer_config(&cmd);
     let writer = Arc::new(TimestreamWriter::new(
         client,
         cmd.database.clone(),
         cmd.table.clone(),
     ));
     let live = Live::default();
-    let display = spawn_progress(&cmd.progress, live.clone(), size);
+    let display = progress::single(progress::Mode::resolve(&cmd.progress), live.clone(), size);
     let started = Instant::now();
     let sink = Sink {
         encoder: cmd.conv.timestream_encoder(),
@@ -170,7 +179,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
         Arc::new(|| false),
     )
     .await;
-    display.abort();
+    display.finish().await;
     let mut report = res.report;
     report.seconds = started.elapsed().as_secs_f64();
     eprintln!("{}", report.human());
@@ -189,58 +198,45 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     }
 }
 
-/// A bar on a terminal, a log line every 5 s otherwise.
-fn spawn_progress(mode: &str, live: Live, total: Option<u64>) -> tokio::task::JoinHandle<()> {
-    let bar = match mode {
-        "bar" => true,
-        "auto" => std::io::stderr().is_terminal(),
-        _ => false,
+fn writer_config(cmd: &IngestCmd) -> WriterConfig {
+    WriterConfig {
+        concurrency: cmd.concurrency,
+        request_timeout: Duration::from_secs(cmd.request_timeout_secs.max(1)),
+        retry: RetryPolicy {
+            max_attempts: cmd.max_attempts,
+            ..RetryPolicy::default()
+        },
+        retry_budget: cmd.retry_budget,
+        skip_batches: 0,
+        hard_deadline: None,
+        shared_limit: None,
+    }
+}
+
+/// Several objects (a prefix, several files, a glob, or `--state`).
+async fn backfill(cmd: &IngestCmd, sdk: &aws_config::SdkConfig) -> i32 {
+    let client = match build_client(sdk, cmd.endpoint_url.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FATAL;
+        }
     };
-    let quiet = mode == "none";
-    tokio::spawn(async move {
-        if quiet {
-            return;
-        }
-        let started = Instant::now();
-        let pb = bar.then(|| {
-            let pb = indicatif::ProgressBar::with_draw_target(
-                total,
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} read {wide_msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            pb
-        });
-        let period = if bar {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(5)
-        };
-        loop {
-            tokio::time::sleep(period).await;
-            let (read, _) = live.progress.read();
-            let s = &live.stats;
-            let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            let written = g(&s.written_records);
-            let rate = written as f64 / started.elapsed().as_secs_f64().max(0.001);
-            let msg = format!(
-                "{written} records written ({:.0}/s), {} rejected, {} dead-lettered, {} retries",
-                rate,
-                g(&s.rejected_records),
-                g(&s.dead_lettered),
-                g(&s.retries)
-            );
-            match &pb {
-                Some(pb) => {
-                    pb.set_position(read);
-                    pb.set_message(msg);
-                }
-                None => eprintln!("progress: {read} bytes read; {msg}"),
-            }
-        }
-    })
+    let writer = Arc::new(TimestreamWriter::new(
+        client,
+        cmd.database.clone(),
+        cmd.table.clone(),
+    ));
+    let mut wcfg = writer_config(cmd);
+    wcfg.shared_limit = Some(Arc::new(tokio::sync::Semaphore::new(cmd.concurrency)));
+    let plan = super::backfill::Plan {
+        inputs: cmd.inputs(),
+        args: &cmd.backfill,
+        conv: &cmd.conv,
+        dead_letter: cmd.dead_letter.clone(),
+        progress: progress::Mode::resolve(&cmd.progress),
+        flush_interval: cmd.flush_interval,
+        writer: wcfg,
+    };
+    super::backfill::run(plan, sdk, writer).await
 }

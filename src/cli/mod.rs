@@ -1,7 +1,10 @@
 //! The `k6-timestream` command line: argument types and the subcommands.
 
+pub mod backfill;
 pub mod convert;
 pub mod ingest;
+pub mod live;
+pub mod progress;
 
 use crate::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
 use crate::core::convert::{ConvertOptions, TestId, DEFAULT_MULTI_MEASURE_NAME};
@@ -40,7 +43,7 @@ pub enum Command {
     /// Convert k6 JSON output into WriteRecords requests (one JSON request per stdout line); no AWS calls.
     Convert(convert::ConvertCmd),
     /// Convert and write to Timestream with bounded concurrency, retries and a dead-letter file.
-    Ingest(ingest::IngestCmd),
+    Ingest(Box<ingest::IngestCmd>),
 }
 
 /// Options shared by `convert` and `ingest`: how points become records.
@@ -155,6 +158,6 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
     };
     match cli.command {
         Command::Convert(c) => convert::run(c),
-        Command::Ingest(c) => ingest::run(c),
+        Command::Ingest(c) => ingest::run(*c),
     }
 }

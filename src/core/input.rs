@@ -6,7 +6,9 @@
 //! a 2-vCPU machine (or a ≥1769 MB Lambda) inflating and parsing overlap.
 
 use flate2::bufread::MultiGzDecoder;
-use std::io::{self, BufReader, Read};
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -54,9 +56,19 @@ impl Default for InputOptions {
 pub struct Progress {
     pub bytes_read: AtomicU64,
     pub bytes_decompressed: AtomicU64,
+    /// Bytes of the source (compressed ones for gzip) whose lines have
+    /// been handed to the consumer: a progress position that does not run
+    /// ahead of the work by the read-ahead buffers (256 KiB of the source
+    /// and 2 MiB of decompressed text, most of a small gzip file).
+    pub bytes_done: AtomicU64,
 }
 
 impl Progress {
+    /// See [`Progress::bytes_done`].
+    pub fn done(&self) -> u64 {
+        self.bytes_done.load(Ordering::Relaxed)
+    }
+
     pub fn read(&self) -> (u64, u64) {
         (
             self.bytes_read.load(Ordering::Relaxed),
@@ -117,7 +129,8 @@ impl InputError {
 
 /// What the reading thread sends.
 enum Msg {
-    Data(Vec<u8>),
+    /// Decompressed bytes, and the source bytes taken to produce them.
+    Data(Vec<u8>, u64),
     Fail(FailKind),
 }
 
@@ -139,6 +152,31 @@ impl<R: Read> Read for CountingReader<R> {
             .bytes_read
             .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+/// Counts the source bytes taken out of the read buffer (by the inflater,
+/// or by the plain reader): how far into the source the output has got.
+struct Taken<B> {
+    inner: B,
+    taken: Rc<Cell<u64>>,
+}
+
+impl<B: BufRead> Read for Taken<B> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.taken.set(self.taken.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<B: BufRead> BufRead for Taken<B> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.taken.set(self.taken.get() + amt as u64);
+        self.inner.consume(amt);
     }
 }
 
@@ -179,10 +217,14 @@ fn produce<R: Read>(
     }
     let gz = is_gzip(&head[..got]);
     let _ = gzip_flag.send(gz);
-    let br = BufReader::with_capacity(
-        CHUNK,
-        io::Cursor::new(head).take(got as u64).chain(counting),
-    );
+    let taken = Rc::new(Cell::new(0u64));
+    let br = Taken {
+        inner: BufReader::with_capacity(
+            CHUNK,
+            io::Cursor::new(head).take(got as u64).chain(counting),
+        ),
+        taken: taken.clone(),
+    };
     let mut reader: Box<dyn Read> = if gz {
         Box::new(MultiGzDecoder::new(br))
     } else {
@@ -218,7 +260,7 @@ fn produce<R: Read>(
             return;
         }
         progress.bytes_decompressed.store(total, Ordering::Relaxed);
-        if filled > 0 && tx.send(Msg::Data(buf)).is_err() {
+        if filled > 0 && tx.send(Msg::Data(buf, taken.get())).is_err() {
             return; // consumer stopped early
         }
         match res {
@@ -383,7 +425,7 @@ fn next_msg(rx: &Receiver<Msg>, rule: &mut Option<TickRule>) -> Option<Option<Ms
             Err(RecvTimeoutError::Disconnected) => return None,
         },
     };
-    if matches!(msg, Msg::Data(_)) {
+    if matches!(msg, Msg::Data(..)) {
         rule.data(Instant::now());
     }
     Some(Some(msg))
@@ -432,8 +474,8 @@ where
             }
             continue;
         };
-        let chunk = match msg {
-            Msg::Data(c) => c,
+        let (chunk, source_pos) = match msg {
+            Msg::Data(c, pos) => (c, pos),
             Msg::Fail(k) => {
                 return Err(match k {
                     FailKind::Corrupt(d) => InputError::Corrupt {
@@ -496,8 +538,12 @@ where
                 carry = Vec::new();
             }
         }
+        progress.bytes_done.store(source_pos, Ordering::Relaxed);
         let _ = free.try_send(chunk);
     }
+    progress
+        .bytes_done
+        .store(progress.read().0, Ordering::Relaxed);
     // Last line without a trailing newline.
     if discarding {
         format.unterminated = true;
@@ -782,6 +828,38 @@ mod tests {
             lines,
             [&line("a"), &line("b"), &line("partial"), &line("c")]
         );
+    }
+
+    #[test]
+    fn done_position_follows_the_lines_not_the_read_ahead() {
+        let data: Vec<u8> = (0..400_000u64)
+            .flat_map(|i| format!("line {i} {}\n", i * 7919 % 1000).into_bytes())
+            .collect();
+        for input in [gz(&data), data.clone()] {
+            let progress: Arc<Progress> = Arc::default();
+            let p2 = progress.clone();
+            let mut seen: Vec<(u64, u64)> = Vec::new();
+            let (_, r) = for_each_line(
+                &input[..],
+                "t",
+                &InputOptions::default(),
+                progress.clone(),
+                |n, _| {
+                    if n % 20_000 == 1 {
+                        seen.push((p2.done(), p2.read().0));
+                    }
+                    true
+                },
+            );
+            r.unwrap();
+            assert_eq!(seen[0].0, 0, "nothing is done before the first chunk");
+            assert!(seen[0].1 > 0, "but the reader is ahead");
+            assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+            assert!(seen.iter().all(|(d, r)| d <= r), "{seen:?}");
+            assert!(seen.iter().any(|(d, _)| *d > 0));
+            assert_eq!(progress.done(), input.len() as u64);
+            assert_eq!(progress.read().0, input.len() as u64);
+        }
     }
 
     #[test]

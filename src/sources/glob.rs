@@ -311,7 +311,11 @@ mod tests {
                 .collect()
         };
         let got = rel(expand(&format!("{base}/runs/*.json.gz")).unwrap());
-        assert_eq!(got, ["runs/a.json.gz", "runs/b.json.gz"], "no dirs, no hidden");
+        assert_eq!(
+            got,
+            ["runs/a.json.gz", "runs/b.json.gz"],
+            "no dirs, no hidden"
+        );
         let got = rel(expand(&format!("{base}/runs/**/*.json.gz")).unwrap());
         assert_eq!(
             got,
