@@ -225,7 +225,7 @@ pub struct StateLine {
     pub outcome: ObjectOutcome,
     pub points: u64,
     pub written_measures: u64,
-    pub dead_lettered: u64,
+    pub dead_lettered_measures: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -299,7 +299,7 @@ pub struct Row {
     pub earlier: bool,
     pub points: u64,
     pub written_measures: u64,
-    pub dead_lettered: u64,
+    pub dead_lettered_measures: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,7 +314,7 @@ impl Row {
             earlier: false,
             points: report.points,
             written_measures: report.written_measures,
-            dead_lettered: report.dead_lettered_measures,
+            dead_lettered_measures: report.dead_lettered_measures,
             error: report.error.clone(),
             report: Some(report),
         }
@@ -339,7 +339,7 @@ pub struct Summary {
     pub objects: Vec<Row>,
     pub points: u64,
     pub written_measures: u64,
-    pub dead_lettered: u64,
+    pub dead_lettered_measures: u64,
     pub seconds: f64,
     pub exit_code: i32,
 }
@@ -367,12 +367,12 @@ pub fn table(rows: &[Row]) -> String {
             progress::short_name(&r.input, name_w),
             thousands(r.points),
             thousands(r.written_measures),
-            thousands(r.dead_lettered),
+            thousands(r.dead_lettered_measures),
             r.outcome_text()
         );
         p += r.points;
         w += r.written_measures;
-        d += r.dead_lettered;
+        d += r.dead_lettered_measures;
         match by.iter_mut().find(|(o, _)| *o == r.outcome) {
             Some((_, n)) => *n += 1,
             None => by.push((r.outcome, 1)),
@@ -402,7 +402,9 @@ async fn targets<L: ListPages>(
     let mut out: Vec<Target> = Vec::new();
     for &input in inputs {
         if input == "-" {
-            return Err("`-` (stdin) cannot be one of several inputs".into());
+            return Err(
+                "`-` (stdin) is a single input: not with other inputs, --prefix or --state".into(),
+            );
         }
         if let Some(rest) = input.strip_prefix("s3://") {
             let lister = lister.ok_or("no S3 client")?;
@@ -487,7 +489,7 @@ fn failed_row(name: String, msg: String) -> Row {
         earlier: false,
         points: 0,
         written_measures: 0,
-        dead_lettered: 0,
+        dead_lettered_measures: 0,
         error: Some(msg),
         report: None,
     }
@@ -497,9 +499,9 @@ fn failed_row(name: String, msg: String) -> Row {
 /// run (then no further object is started).
 async fn one<E, W, S>(sh: Arc<Shared<E, W, S>>, t: Target) -> (Row, bool)
 where
-    E: Encoder<Request = WriteRequest> + Send + 'static,
+    E: Encoder + Send + 'static,
     E::Request: Request,
-    W: Service<WriteRequest>,
+    W: Service<E::Request>,
     S: ObjectSource,
 {
     let name = t.name();
@@ -529,7 +531,7 @@ where
             .map(|f| Box::new(f) as Box<dyn Read + Send>)
             .map_err(|e| format!("{}: {e}", path.display())),
     };
-    let (row, fatal) = match source {
+    let (mut row, fatal) = match source {
         Err(msg) => (failed_row(name.clone(), msg), false),
         Ok(source) => {
             let mut popts = sh.conv.pipeline_options(&name);
@@ -547,14 +549,13 @@ where
             (Row::from_report(name.clone(), report), fatal)
         }
     };
-    let mut row = row;
     if let Some(st) = &sh.state {
         let line = StateLine {
             id: t.identity(),
             outcome: row.outcome,
             points: row.points,
             written_measures: row.written_measures,
-            dead_lettered: row.dead_lettered,
+            dead_lettered_measures: row.dead_lettered_measures,
             error: row.error.clone(),
         };
         if let Err(e) = st.record(&line) {
@@ -569,7 +570,7 @@ where
         name,
         thousands(row.points),
         thousands(row.written_measures),
-        thousands(row.dead_lettered),
+        thousands(row.dead_lettered_measures),
         row.outcome_text(),
         started.elapsed().as_secs_f64()
     );
@@ -587,8 +588,9 @@ where
 /// stops starting objects after a fatal sink error.
 async fn run_all<E, W, S>(sh: Arc<Shared<E, W, S>>, todo: Vec<Target>, in_flight: usize) -> Vec<Row>
 where
-    E: Encoder<Request = WriteRequest> + Send + 'static,
-    W: Service<WriteRequest>,
+    E: Encoder + Send + 'static,
+    E::Request: Request,
+    W: Service<E::Request>,
     S: ObjectSource,
 {
     let mut rows: Vec<Option<Row>> = vec![None; todo.len()];
@@ -627,7 +629,7 @@ where
                 earlier: false,
                 points: 0,
                 written_measures: 0,
-                dead_lettered: 0,
+                dead_lettered_measures: 0,
                 error: None,
                 report: None,
             })
@@ -699,7 +701,7 @@ pub async fn run<W: Service<WriteRequest>>(
                     earlier: true,
                     points: l.points,
                     written_measures: l.written_measures,
-                    dead_lettered: l.dead_lettered,
+                    dead_lettered_measures: l.dead_lettered_measures,
                     error: None,
                     report: None,
                 },
@@ -761,7 +763,7 @@ pub async fn run<W: Service<WriteRequest>>(
         let summary = Summary {
             points: rows.iter().map(|r| r.points).sum(),
             written_measures: rows.iter().map(|r| r.written_measures).sum(),
-            dead_lettered: rows.iter().map(|r| r.dead_lettered).sum(),
+            dead_lettered_measures: rows.iter().map(|r| r.dead_lettered_measures).sum(),
             seconds: started.elapsed().as_secs_f64(),
             exit_code: code,
             objects: rows,
@@ -836,7 +838,7 @@ mod tests {
             outcome,
             points: 3,
             written_measures: 2,
-            dead_lettered: 1,
+            dead_lettered_measures: 1,
             error: None,
         };
         {
