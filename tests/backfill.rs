@@ -35,7 +35,10 @@ fn read_json(path: &Path) -> Value {
 /// A strict endpoint with one table (magnetic writes on: the fixtures are
 /// old) and `faults`.
 fn strict(table: &str, faults: Faults) -> Strict {
-    let s = Strict::start(vec![TableConfig::new("k6", table).with_magnetic_writes(true)], 7);
+    let s = Strict::start(
+        vec![TableConfig::new("k6", table).with_magnetic_writes(true)],
+        7,
+    );
     s.h().set_faults(faults);
     s
 }
@@ -82,7 +85,8 @@ fn state_lines(p: &Path) -> usize {
 }
 
 fn n(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {v}"))
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
 #[test]
@@ -120,7 +124,11 @@ fn prefix_backfill_killed_and_resumed_stores_every_point_once() {
         // Not k6 results, or not under the prefix: left alone.
         put("runs/notes.txt".into(), b"hello".to_vec()).await;
         put("runs/obj-99.csv".into(), b"a,b\n".to_vec()).await;
-        put("other/obj-98.json".into(), std::fs::read(fixture("plain.json")).unwrap()).await;
+        put(
+            "other/obj-98.json".into(),
+            std::fs::read(fixture("plain.json")).unwrap(),
+        )
+        .await;
     });
 
     let state = dir.path().join("state.jsonl");
@@ -185,11 +193,22 @@ fn prefix_backfill_killed_and_resumed_stores_every_point_once() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s = read_json(&summary);
     let objects = s["objects"].as_array().unwrap();
-    assert_eq!(objects.len(), OBJECTS, "only the k6 results under the prefix");
+    assert_eq!(
+        objects.len(),
+        OBJECTS,
+        "only the k6 results under the prefix"
+    );
     let earlier = objects.iter().filter(|o| o["earlier"] == true).count();
-    assert_eq!(earlier, done_first, "what the first run finished is skipped");
+    assert_eq!(
+        earlier, done_first,
+        "what the first run finished is skipped"
+    );
     for (o, (_, name)) in objects.iter().zip(&files) {
-        assert_eq!(o["input"], format!("s3://results/runs/{name}"), "in key order");
+        assert_eq!(
+            o["input"],
+            format!("s3://results/runs/{name}"),
+            "in key order"
+        );
         assert_eq!(o["outcome"], "ok", "{o}");
         assert_eq!(o["points"], o["written_measures"], "{o}");
         if o["earlier"] == false {
@@ -199,9 +218,16 @@ fn prefix_backfill_killed_and_resumed_stores_every_point_once() {
         }
     }
     // The table: one row per object and a total.
-    assert!(stderr.contains(&format!("total ({OBJECTS} objects)")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("total ({OBJECTS} objects)")),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("ok {OBJECTS}")), "{stderr}");
-    assert_eq!(state_lines(&state), OBJECTS, "each object once in the state file");
+    assert_eq!(
+        state_lines(&state),
+        OBJECTS,
+        "each object once in the state file"
+    );
 
     // Every point stored once, nothing rejected, no dead letters.
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
@@ -216,8 +242,7 @@ fn prefix_backfill_killed_and_resumed_stores_every_point_once() {
         "backfill: {OBJECTS} objects, {total_points} points; killed after {done_first} objects \
          ({} records stored by then); resumed: {} records re-sent as identical duplicates; \
          {secs:.1} s in all",
-        after_kill.records_stored,
-        st.records_duplicate
+        after_kill.records_stored, st.records_duplicate
     );
 }
 
@@ -233,7 +258,15 @@ fn several_files_and_globs_in_one_call() {
     let pattern = format!("{}/*.json*", sub.display());
     let summary = dir.path().join("summary.json");
     let out = cli(&strict.h().endpoint_url(), None)
-        .args(["ingest", "--database", "k6", "--table", "files", "--progress", "none"])
+        .args([
+            "ingest",
+            "--database",
+            "k6",
+            "--table",
+            "files",
+            "--progress",
+            "none",
+        ])
         .arg("--summary-json")
         .arg(&summary)
         .args(files.iter().map(|(f, _)| p(f)))
@@ -261,7 +294,15 @@ fn several_files_and_globs_in_one_call() {
     let good = std::fs::read(fixture("offset.json.gz")).unwrap();
     std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
     let out = cli(&strict.h().endpoint_url(), None)
-        .args(["ingest", "--database", "k6", "--table", "files", "--progress", "none"])
+        .args([
+            "ingest",
+            "--database",
+            "k6",
+            "--table",
+            "files",
+            "--progress",
+            "none",
+        ])
         .arg("--summary-json")
         .arg(&summary)
         .arg(&bad)
@@ -272,7 +313,13 @@ fn several_files_and_globs_in_one_call() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     let s = read_json(&summary);
     assert_eq!(s["objects"][0]["outcome"], "failed");
-    assert!(s["objects"][0]["error"].as_str().unwrap().contains("truncated"), "{s}");
+    assert!(
+        s["objects"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("truncated"),
+        "{s}"
+    );
     assert_eq!(s["objects"][1]["outcome"], "ok");
     assert_eq!(s["exit_code"], 3);
 }

@@ -111,7 +111,10 @@ fn live_run(script: &str, env: &[&str], min_points: usize) {
     let mut ingest = Command::new(CLI_BIN);
     let mut ingest = fake_aws_env(&mut ingest)
         .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_ENDPOINT_URL_TIMESTREAM_WRITE", strict.h().endpoint_url())
+        .env(
+            "AWS_ENDPOINT_URL_TIMESTREAM_WRITE",
+            strict.h().endpoint_url(),
+        )
         .args(["ingest", "--database", "k6", "--table", "live"])
         .args(["--testid", "live", "--progress", "log"])
         .arg("--summary-json")
@@ -218,7 +221,10 @@ fn live_run(script: &str, env: &[&str], min_points: usize) {
     let i = |v: &Value, k: &str| v[k].as_i64().unwrap();
     let split = i(&live, "records") - i(&file, "records");
     let extra_nudges = i(&live, "nudged") - i(&file, "nudged");
-    assert!(split >= 0 && split <= extra_nudges, "each split group is one more nudge");
+    assert!(
+        split >= 0 && split <= extra_nudges,
+        "each split group is one more nudge"
+    );
 
     let mut by_key: HashMap<Key, (Vec<i64>, Vec<i64>)> = HashMap::new();
     for (dims, name, sub, t, v) in strict.stored("k6", "live") {
@@ -238,5 +244,7 @@ fn live_run(script: &str, env: &[&str], min_points: usize) {
             moved += u64::from(g != w);
         }
     }
-    eprintln!("live vs file: {split} k6 groups split by a time cut, {moved} measures moved by +1 ns");
+    eprintln!(
+        "live vs file: {split} k6 groups split by a time cut, {moved} measures moved by +1 ns"
+    );
 }
