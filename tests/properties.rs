@@ -1648,3 +1648,54 @@ fn a_leading_byte_order_mark_is_not_part_of_the_first_line() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Checkpoints (the Lambda's continuations)
+// ---------------------------------------------------------------------------
+
+fn links_strategy() -> impl Strategy<Value = Vec<support::resume::Link>> {
+    prop::collection::vec(
+        (0usize..4, prop_oneof![3 => Just(0usize), 1 => 1usize..4])
+            .prop_map(|(send, queue)| support::resume::Link { send, queue }),
+        0..12,
+    )
+}
+
+proptest! {
+    #![proptest_config(cfg(48))]
+
+    /// 8. Stopped after any number of requests (some of them taken but
+    /// never sent, as a stopped driver leaves them queued) and resumed from
+    /// its checkpoints (stored, read back, the input handed over from their
+    /// source offset on), a run hands out exactly the requests of one
+    /// uninterrupted run, each once, and ends with its report: plain, gzip
+    /// and two-member gzip. (The generated input is repeated up to six
+    /// times, so that there are requests to cut between; collisions and
+    /// groups across cuts are `resume.rs`'s property.)
+    #[test]
+    fn prop_checkpoints_resume_exactly(case in case_strategy(), plan in links_strategy()) {
+        let g = generate(&case);
+        let mut bytes = Vec::new();
+        for _ in 0..1 + case.k % 6 {
+            bytes.extend_from_slice(&g.bytes);
+            if !g.bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+        }
+        let split = bytes.len() * usize::from(case.split_permille) / 1000;
+        let mut two = gzip(&bytes[..split]);
+        two.extend(gzip(&bytes[split..]));
+        for model in models() {
+            let opts = options(model, case.extra_dimension);
+            let full = run(&bytes, &opts);
+            for (what, input) in [("plain", bytes.clone()), ("gzip", gzip(&bytes)), ("two gzip members", two.clone())] {
+                let chain = support::resume::run_chain(&input, "generated.json", &opts, DEFAULT_COLLISION_WINDOW_SECS, &plan)
+                    .map_err(TestCaseError::fail)?;
+                prop_assert!(chain.sent == full.requests, "{} {:?}: {} requests vs {}", what, model, chain.sent.len(), full.requests.len());
+                let last = chain.reports.last().unwrap();
+                let strip = |r: &RunReport| RunReport { gzip: false, bytes_read: 0, bytes_decompressed: 0, ..r.clone() };
+                prop_assert_eq!(strip(last), strip(&full.report), "{} {:?}: final report", what, model);
+            }
+        }
+    }
+}

@@ -27,6 +27,8 @@
 //!   comes again as identical duplicates (stored once). A failed object
 //!   is retried. Its earlier dead letters may appear twice in the
 //!   dead-letter file (same `input`, `batch` and `lines`).
+//! - **Sinks**: Timestream or InfluxDB (`--sink`), one writer and one
+//!   encoder per object of the same kind for the whole run.
 //! - **Exit status**: the worst over all objects: 0 all written, 1 some
 //!   points dead-lettered or dropped, 3 an object failed (or was not
 //!   started because a fatal sink error stopped the run).
@@ -39,7 +41,6 @@ use crate::ingest::{ingest, Failure, Live, Sink};
 use crate::sinks::dead_letter::file::FileSink;
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::driver::WriterConfig;
-use crate::sinks::timestream::WriteRequest;
 use crate::sinks::{Request, Service};
 use crate::sources::s3::{list_prefix, ListPages, S3Lister, S3Source};
 use crate::sources::{glob, ObjectRef, ObjectSource, DEFAULT_SUFFIXES};
@@ -648,12 +649,19 @@ pub struct Plan<'a> {
     pub writer: WriterConfig,
 }
 
-/// Runs a multi-object ingest into Timestream; returns the exit code.
-pub async fn run<W: Service<WriteRequest>>(
+/// Runs a multi-object ingest into the sink of `service`, a fresh encoder
+/// from `make_encoder` per object; returns the exit code.
+pub async fn run<E, W>(
     plan: Plan<'_>,
     sdk: &aws_config::SdkConfig,
+    make_encoder: Box<dyn Fn() -> E + Send + Sync>,
     service: Arc<W>,
-) -> i32 {
+) -> i32
+where
+    E: Encoder + Send + 'static,
+    E::Request: Request,
+    W: Service<E::Request>,
+{
     let started = Instant::now();
     let needs_s3 = plan.inputs.iter().any(|i| i.starts_with("s3://"));
     let client = needs_s3.then(|| crate::sources::s3::build_client(sdk));
@@ -730,9 +738,8 @@ pub async fn run<W: Service<WriteRequest>>(
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER_FILE));
     let dead_letters = Arc::new(FileSink::new(dl_path));
     let conv = plan.conv.clone();
-    let encoder_conv = conv.clone();
     let sh = Arc::new(Shared {
-        make_encoder: Box::new(move || encoder_conv.timestream_encoder()),
+        make_encoder,
         service,
         dead_letters: dead_letters.clone(),
         writer: plan.writer.clone(),
@@ -785,6 +792,7 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::timestream::WriteRequest;
     use crate::sinks::WriteError;
     use clap::Parser;
     use std::sync::atomic::{AtomicU64, Ordering};

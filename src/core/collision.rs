@@ -81,6 +81,10 @@ pub struct Admission {
 /// unchecked one). Spans over-approximate, so the count may include
 /// records that did not collide, never the reverse. For time-ordered input
 /// the spans lie behind the data and the count stays 0.
+///
+/// Serialisable (checkpoints of a stopped run): a restored guard decides
+/// exactly as the original would have.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct CollisionGuard {
     window_ns: i64,
     capacity: usize,
@@ -225,7 +229,7 @@ impl CollisionGuard {
 
 /// Sorted, disjoint, inclusive time spans covering every forgotten time
 /// (and possibly more).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Spans {
     v: Vec<(i64, i64)>,
     /// The span last added to: forgotten times come nearly in order.
@@ -302,6 +306,7 @@ mod tests {
             values: Values::Single("1".into()),
             time_ns: t,
             lines: vec![1],
+            metadata_mask: 0,
         }
     }
 

@@ -1,11 +1,14 @@
 //! parse → convert → encode over a byte stream: the whole pure core.
 
 use crate::core::convert::{ConvertOptions, Converter};
-use crate::core::input::{for_each_line, InputError, InputOptions, LineEvent, Progress};
+use crate::core::input::{
+    for_each_line_from, InputError, InputOptions, InputPosition, LineEvent, Progress,
+};
 use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
 use crate::core::k6::{parse_line, Line};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
+use crate::core::resume::PipelineState;
 use std::cell::Cell;
 use std::io::Read;
 use std::ops::ControlFlow;
@@ -20,6 +23,9 @@ pub struct PipelineOptions {
 /// A sink's request builder: records in, requests out, as a pure function
 /// of the record sequence (request N of an input is always the same
 /// request, which is what lets a resumed run skip confirmed requests).
+/// Live input is the exception: its [`Encoder::flush`]es fall where the
+/// clock says, so its requests are not a function of the bytes and it is
+/// never checkpointed (see [`Outcome::state`]).
 pub trait Encoder {
     type Request;
     /// Takes a record; returns a request when one is complete.
@@ -28,9 +34,15 @@ pub trait Encoder {
     fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
     /// The partial request now, with more records to come (live input,
     /// [`InputOptions::flush_interval`]); the sequence goes on after it.
+    /// The default is [`Encoder::finish`], right for an encoder whose
+    /// `finish` leaves it ready for more records.
     fn flush(&mut self, report: &mut RunReport) -> Option<Self::Request> {
         self.finish(report)
     }
+    /// Adapts the converter's options to the records this encoder takes
+    /// (InfluxDB: groups whatever the model, metadata kept apart from
+    /// tags). By default they are used as given.
+    fn adapt(&self, _convert: &mut ConvertOptions) {}
 }
 
 /// The result of running the pipeline over one input.
@@ -41,6 +53,14 @@ pub struct Outcome {
     /// The sink asked to stop before the end of the input.
     pub stopped: bool,
     pub error: Option<InputError>,
+    /// Unless the input failed: the state at the end, from which
+    /// [`run_from`] goes on after a stop (boxed: it holds the converter and
+    /// up to a few MB of read-ahead). At the end of the input it is the
+    /// finished state (what a stop in the last request's send leaves).
+    /// Always None for live input ([`InputOptions::flush_interval`]): a
+    /// resumed run could not rebuild the requests its ticks cut, and a
+    /// pipe cannot be read again from an offset anyway.
+    pub state: Option<Box<PipelineState>>,
 }
 
 /// Report key (`dropped`) of the points of a MULTI group withheld because
@@ -48,9 +68,10 @@ pub struct Outcome {
 pub const TRUNCATED_TAIL: &str = "input_truncated_tail";
 
 /// Runs `source` through the core and `encoder`, handing each request to
-/// `sink` in order. `sink` returns `Break` to stop (then the pending
-/// partial group and batch are not emitted: a resumed run regenerates them
-/// identically).
+/// `sink` in order. `sink` returns `Break` to stop: the run then ends after
+/// the line being converted (its records still go into the encoder), and
+/// the pending partial group and batch are not emitted but kept in the
+/// outcome's [`state`](Outcome::state), from which [`run_from`] goes on.
 ///
 /// How the input ends decides what of the tail goes out:
 ///
@@ -82,15 +103,41 @@ pub fn run<R: Read + Send, E: Encoder>(
     progress: Arc<Progress>,
     sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
-    let mut report = RunReport {
-        input: name.to_owned(),
-        model: opts.convert.model.as_str().to_owned(),
-        ..Default::default()
+    run_from(source, name, opts, encoder, progress, None, sink)
+}
+
+/// [`run`], or the rest of a stopped run when `from` is its state (then
+/// `encoder` must be the encoder as it was at the stop, `source` must
+/// yield the input from `from.input.source_offset()` on, and the requests
+/// that follow are exactly those the stopped run would have produced).
+pub fn run_from<R: Read + Send, E: Encoder>(
+    source: R,
+    name: &str,
+    opts: &PipelineOptions,
+    encoder: &mut E,
+    progress: Arc<Progress>,
+    from: Option<PipelineState>,
+    sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
+) -> Outcome {
+    let (mut report, mut conv, (mut tmin, mut tmax), position) = match from {
+        Some(s) => (s.report, s.converter, s.time_range, Some(s.input)),
+        None => {
+            let mut convert = opts.convert.clone();
+            encoder.adapt(&mut convert);
+            (
+                RunReport {
+                    input: name.to_owned(),
+                    model: convert.model.as_str().to_owned(),
+                    ..Default::default()
+                },
+                Converter::new(convert),
+                (i64::MAX, i64::MIN),
+                None,
+            )
+        }
     };
-    let mut conv = Converter::new(opts.convert.clone());
     let mut out: Vec<Record> = Vec::new();
     let mut stopped = false;
-    let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
     // The last line that was blank or not a usable line (tail rule).
     let mut last_bad_line = 0u64;
     // Set by a tick of live input: `deliver` then also sends the partial
@@ -106,24 +153,27 @@ pub fn run<R: Read + Send, E: Encoder>(
             tmin = tmin.min(r.time_ns);
             tmax = tmax.max(r.time_ns);
             if let Some(req) = batcher.push(r, report) {
+                // After a stop the rest of the line's records still go to
+                // the encoder (so the state is "after this line").
                 if sink(req, report).is_break() {
                     *stopped = true;
-                    return false;
                 }
             }
         }
-        if flush_partial.take() {
+        // After a tick, unless the sink stopped taking requests (then the
+        // partial request stays in the encoder).
+        if flush_partial.take() && !*stopped {
             if let Some(req) = batcher.flush(report) {
                 if sink(req, report).is_break() {
                     *stopped = true;
-                    return false;
                 }
             }
         }
-        true
+        !*stopped
     };
 
-    let (format, res) = for_each_line(source, name, &opts.input, progress.clone(), |n, ev| {
+    let (p, from) = (progress.clone(), position);
+    let lines = for_each_line_from(source, name, &opts.input, p, from, |n, ev| {
         report.lines = n;
         let bytes = match ev {
             LineEvent::Tick => {
@@ -173,7 +223,7 @@ pub fn run<R: Read + Send, E: Encoder>(
         }
         true
     });
-    let error = res.err();
+    let (format, error) = (lines.format, lines.result.err());
     report.gzip = format.gzip;
     report.bom = format.bom;
     let retry_will_reread = error.as_ref().is_some_and(InputError::retryable);
@@ -202,10 +252,22 @@ pub fn run<R: Read + Send, E: Encoder>(
         report.first_time = Some(format_rfc3339_ns(tmin));
         report.last_time = Some(format_rfc3339_ns(tmax));
     }
+    let live = opts.input.flush_interval.is_some();
+    let state = (error.is_none() && !live).then(|| {
+        Box::new(PipelineState {
+            converter: conv,
+            report: report.clone(),
+            time_range: (tmin, tmax),
+            input: lines
+                .stopped_at
+                .unwrap_or_else(|| InputPosition::end(format, report.lines, lines.offset)),
+        })
+    });
     Outcome {
         report,
         stopped,
         error,
+        state,
     }
 }
 
@@ -436,7 +498,58 @@ mod live_tests {
         );
         writer.join().unwrap();
         assert!(out.report.complete && out.report.points == 3);
+        assert_eq!(
+            out.state.is_some(),
+            flush.is_none(),
+            "live input is never checkpointed"
+        );
         (sizes, times)
+    }
+
+    /// The same through the InfluxDB encoder (which adapts the conversion
+    /// to groups): the tick sends the group as a request of its own, the
+    /// sequence goes on, and the late point of the same series and time
+    /// is moved by +1 ns rather than overwriting the lines sent.
+    #[test]
+    fn a_live_flush_through_the_influxdb_encoder() {
+        use crate::sinks::influxdb::{EncoderOptions, InfluxEncoder};
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            for p in [point("a") + &point("b"), point("c")] {
+                tx.send(p.into_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        });
+        let opts = PipelineOptions {
+            input: InputOptions {
+                flush_interval: Some(Duration::from_millis(100)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut encoder = InfluxEncoder::new(EncoderOptions::default(), 60);
+        let mut reqs = Vec::new();
+        let out = run(
+            Pipe(rx, Vec::new()),
+            "live",
+            &opts,
+            &mut encoder,
+            Arc::default(),
+            &mut |req, _| {
+                reqs.push(req);
+                ControlFlow::Continue(())
+            },
+        );
+        writer.join().unwrap();
+        assert!(out.report.complete && out.state.is_none());
+        let seqs: Vec<u64> = reqs.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+        let body = |i: usize| String::from_utf8_lossy(&reqs[i].body).into_owned();
+        // 2026-01-01T00:00:00.000000001Z
+        let t = 1_767_225_600_000_000_001i64;
+        assert_eq!(body(0), format!("a,k=v value=1 {t}\nb,k=v value=1 {t}\n"));
+        assert_eq!(body(1), format!("c,k=v value=1 {}\n", t + 1));
+        assert_eq!((out.report.records, out.report.nudged), (2, 1));
     }
 
     #[test]

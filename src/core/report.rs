@@ -57,9 +57,10 @@ pub struct RunReport {
     /// The text began with a UTF-8 byte-order mark (skipped, not an error).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bom: bool,
-    /// Bytes read from the source (compressed size for gzip input).
+    /// Bytes read from the source (compressed size for gzip input) by this
+    /// run (a Lambda continuation: by this invocation).
     pub bytes_read: u64,
-    /// Bytes of NDJSON after decompression.
+    /// Bytes of NDJSON this run inflated (or read, for plain input).
     pub bytes_decompressed: u64,
     /// Lines seen, blank ones included.
     pub lines: u64,
@@ -127,6 +128,10 @@ pub struct RunReport {
     pub continuations: u64,
     pub continued: bool,
     pub seconds: f64,
+    /// `bytes_read` and `bytes_decompressed` summed over the invocations of
+    /// the object's continuation chain so far.
+    pub chain_bytes_read: u64,
+    pub chain_bytes_decompressed: u64,
 
     /// Whether the input was read to its end.
     pub complete: bool,
@@ -182,6 +187,8 @@ impl RunReport {
         self.dead_lettered_measures += c.dead_lettered_measures;
         self.batches_written += c.batches_written;
         self.seconds += c.seconds;
+        self.chain_bytes_read += c.chain_bytes_read;
+        self.chain_bytes_decompressed += c.chain_bytes_decompressed;
         if self.dead_letter_location.is_none() {
             self.dead_letter_location
                 .clone_from(&c.dead_letter_location);

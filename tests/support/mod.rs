@@ -7,8 +7,10 @@
 //! * [`procs`]: child processes, ports, the fake AWS environment;
 //! * [`http`]: hyper servers and clients for the local endpoints;
 //! * [`moto`], [`strict`]: the local S3 and Timestream endpoints;
+//! * [`influxdb`]: a real InfluxDB 1.x and a checking v2/v3 endpoint;
 //! * [`s3_faults`]: a fault-injecting proxy in front of S3;
 //! * [`runtime_api`]: a minimal Lambda Runtime API;
+//! * [`resume`]: an input run as a chain of stopped and resumed runs;
 //! * [`lambda`]: the Lambda's world (endpoints, `cargo lambda watch`,
 //!   events, report checks).
 //!
@@ -20,10 +22,12 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod influxdb;
 pub mod lambda;
 pub mod measures;
 pub mod moto;
 pub mod procs;
+pub mod resume;
 pub mod runtime_api;
 pub mod s3_faults;
 pub mod strict;

@@ -31,6 +31,7 @@ use crate::core::k6::{MetricKind, Point};
 use crate::core::model::{limits, DataModel, Dimension, Record, Values};
 use crate::core::report::RunReport;
 use crate::core::value::format_value;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -80,7 +81,7 @@ pub fn derive_testid(name: &str) -> String {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvertOptions {
     pub model: DataModel,
     /// Resolved testid value (added when a point has no `testid` tag).
@@ -89,6 +90,13 @@ pub struct ConvertOptions {
     /// same name wins.
     pub extra_dimensions: Vec<(String, String)>,
     pub multi_measure_name: String,
+    /// Consecutive points form one MULTI group only if each of their
+    /// dimensions also comes from the same place (a tag or metadata), as
+    /// well as having the same name and value. For sinks that store
+    /// metadata apart from tags (InfluxDB: fields, not tags); Timestream
+    /// stores both as dimensions and leaves this off, so its records do not
+    /// depend on it.
+    pub keep_metadata_apart: bool,
 }
 
 impl Default for ConvertOptions {
@@ -98,6 +106,7 @@ impl Default for ConvertOptions {
             testid: None,
             extra_dimensions: Vec::new(),
             multi_measure_name: DEFAULT_MULTI_MEASURE_NAME.to_owned(),
+            keep_metadata_apart: false,
         }
     }
 }
@@ -183,19 +192,32 @@ fn truncate_chars(v: &mut String, max_chars: usize) -> bool {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct Group {
     time_ns: i64,
     /// The dimensions before the record-size rule, when it changed them
     /// (what later points of the group are compared with).
     raw_dims: Option<Vec<Dimension>>,
+    /// [`Record::metadata_mask`] of the dimensions before that rule.
+    raw_mask: u128,
     dims: Vec<Dimension>,
+    mask: u128,
     measures: Vec<(String, String)>,
     lines: Vec<u64>,
     /// Metered size so far.
     size: usize,
 }
 
+/// A dimension of a point being converted: name, value, and whether it
+/// came from the point's metadata.
+type PointDim<'p> = (Cow<'p, str>, Cow<'p, str>, bool);
+
 /// Stateful converter: feed it points in input order.
+///
+/// Serialisable (checkpoints of a stopped run): a converter restored from
+/// its serialised form converts the rest of the input exactly as the
+/// original would have.
+#[derive(Serialize, Deserialize)]
 pub struct Converter {
     opts: ConvertOptions,
     kinds: HashMap<String, MetricKind, FnvBuild>,
@@ -206,7 +228,9 @@ pub struct Converter {
     /// The naming outcome of the tag keys of the previous point, by
     /// position: consecutive k6 points almost always carry the same keys in
     /// the same order, so one string compare replaces the rule checks and
-    /// the hash lookup per tag.
+    /// the hash lookup per tag. A cache (every entry is recomputed when
+    /// missing), so not part of the serialised state.
+    #[serde(skip)]
     tag_memo: Vec<NameMemo>,
 }
 
@@ -351,16 +375,12 @@ impl Converter {
     /// Builds the sorted, rule-abiding dimensions of a point, borrowing
     /// from the line where no rule changes them (the common case: most
     /// points of a MULTI group then cost no dimension allocation at all).
-    fn dimensions<'p>(
-        &mut self,
-        p: &'p Point<'_>,
-        report: &mut RunReport,
-    ) -> Vec<(Cow<'p, str>, Cow<'p, str>)> {
-        let mut dims: Vec<(Cow<'p, str>, Cow<'p, str>)> =
-            Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
-        let push = |dims: &mut Vec<(Cow<'p, str>, Cow<'p, str>)>,
+    fn dimensions<'p>(&mut self, p: &'p Point<'_>, report: &mut RunReport) -> Vec<PointDim<'p>> {
+        let mut dims: Vec<PointDim<'p>> = Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
+        let push = |dims: &mut Vec<PointDim<'p>>,
                     name: Cow<'p, str>,
                     value: &'p str,
+                    metadata: bool,
                     report: &mut RunReport| {
             let value = if value.len() > limits::MAX_VALUE_CHARS
                 && value.chars().count() > limits::MAX_VALUE_CHARS
@@ -377,7 +397,7 @@ impl Converter {
             } else {
                 Cow::Borrowed(value)
             };
-            dims.push((name, value));
+            dims.push((name, value, metadata));
         };
         for (i, (k, v)) in p.tags.iter().enumerate() {
             if let Some(why) = omitted_value(v) {
@@ -385,7 +405,7 @@ impl Converter {
                 continue;
             }
             if let Some(n) = self.tag_name(i, k, report) {
-                push(&mut dims, n, v, report);
+                push(&mut dims, n, v, false, report);
             }
         }
         for (k, v) in &p.metadata {
@@ -402,7 +422,7 @@ impl Converter {
                 self.dim_name(k, report)
             };
             if let Some(n) = n {
-                push(&mut dims, n, v, report);
+                push(&mut dims, n, v, true, report);
             }
         }
         // "Has a tag" is judged on the point's own keys, before renames.
@@ -411,14 +431,14 @@ impl Converter {
         if let Some(t) = &self.opts.testid {
             if !has("testid") && has_content(t) {
                 if let Some(n) = self.dim_name("testid", report) {
-                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone())));
+                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone()), false));
                 }
             }
         }
         for (k, v) in &self.opts.extra_dimensions {
             if !has(k) && has_content(v) {
                 if let Some(n) = self.dim_name(k, report) {
-                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone())));
+                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone()), false));
                 }
             }
         }
@@ -477,10 +497,10 @@ impl Converter {
         }
         match self.opts.model {
             DataModel::Single => {
-                let mut dims = owned(borrowed);
+                let (mut dims, mut mask) = owned(borrowed);
                 let fixed =
                     limits::TIME_BYTES as usize + measure.len() + limits::DOUBLE_BYTES as usize;
-                fit_record(&mut dims, fixed, report);
+                fit_record(&mut dims, &mut mask, fixed, report);
                 if dims.is_empty() {
                     // The size rule cut the only dimension down to blanks.
                     report.drop_point("no_dimensions", line);
@@ -493,6 +513,7 @@ impl Converter {
                     values: Values::Single(value),
                     time_ns,
                     lines: vec![line],
+                    metadata_mask: mask,
                 });
             }
             DataModel::Multi => {
@@ -504,7 +525,8 @@ impl Converter {
                         && raw
                             .iter()
                             .zip(&borrowed)
-                            .all(|(a, b)| a.name == b.0 && a.value == b.1);
+                            .all(|(a, b)| a.name == b.0 && a.value == b.1)
+                        && (!self.opts.keep_metadata_apart || g.raw_mask == mask_of(&borrowed));
                     if same
                         && g.size + add <= limits::MAX_RECORD_BYTES
                         && g.measures.len() < limits::MAX_MEASURES_PER_RECORD
@@ -517,12 +539,13 @@ impl Converter {
                         return;
                     }
                 }
-                let mut dims = owned(borrowed);
+                let (mut dims, mut mask) = owned(borrowed);
+                let raw_mask = mask;
                 let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
                 // Keep the original only when the size rule changed it.
                 let raw_dims =
                     (fixed + dims_bytes(&dims) > limits::MAX_RECORD_BYTES).then(|| dims.clone());
-                fit_record(&mut dims, fixed, report);
+                fit_record(&mut dims, &mut mask, fixed, report);
                 if dims.is_empty() {
                     report.drop_point("no_dimensions", line);
                     return;
@@ -533,7 +556,9 @@ impl Converter {
                 self.group = Some(Group {
                     time_ns,
                     raw_dims,
+                    raw_mask,
                     dims,
+                    mask,
                     measures: vec![(measure, value)],
                     lines: vec![line],
                     size,
@@ -564,18 +589,41 @@ impl Converter {
                 values: Values::Multi(g.measures),
                 time_ns: g.time_ns,
                 lines: g.lines,
+                metadata_mask: g.mask,
             });
         }
     }
 }
 
-fn owned(v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<Dimension> {
-    v.into_iter()
-        .map(|(n, v)| Dimension {
+/// The owned dimensions and their [`Record::metadata_mask`].
+fn owned(v: Vec<PointDim<'_>>) -> (Vec<Dimension>, u128) {
+    let mask = mask_of(&v);
+    let dims = v
+        .into_iter()
+        .map(|(n, v, _)| Dimension {
             name: n.into_owned(),
             value: v.into_owned(),
         })
-        .collect()
+        .collect();
+    (dims, mask)
+}
+
+/// Bit `i` set when `dims[i]` came from metadata (at most
+/// [`limits::MAX_DIMENSIONS`] entries: the caller truncated them).
+fn mask_of(dims: &[PointDim<'_>]) -> u128 {
+    dims.iter()
+        .take(128)
+        .enumerate()
+        .filter(|(_, d)| d.2)
+        .fold(0, |m, (i, _)| m | 1u128 << i)
+}
+
+/// `mask` without bit `i`, the bits above it moved down one (the
+/// dimension at `i` was removed).
+fn remove_bit(mask: u128, i: usize) -> u128 {
+    let below = mask & ((1u128 << i) - 1);
+    let above = mask.checked_shr(i as u32 + 1).unwrap_or(0) << i;
+    below | above
 }
 
 pub fn dims_bytes(dims: &[Dimension]) -> usize {
@@ -584,7 +632,7 @@ pub fn dims_bytes(dims: &[Dimension]) -> usize {
 
 /// Shortens the longest dimension values until `fixed + dims` fits the
 /// record size limit (long URLs: k6 copies them into both `url` and `name`).
-fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
+fn fit_record(dims: &mut Vec<Dimension>, mask: &mut u128, fixed: usize, report: &mut RunReport) {
     let limit = limits::MAX_RECORD_BYTES;
     if fixed + dims_bytes(dims) <= limit {
         return;
@@ -609,6 +657,7 @@ fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
                 if is_blank(&dims[i].value[..cut]) {
                     // What would be left is only whitespace: no value.
                     dims.remove(i);
+                    *mask = remove_bit(*mask, i);
                     report.adjust("dimension_blank_value_omitted");
                 } else {
                     dims[i].value.truncate(cut);
@@ -623,6 +672,7 @@ fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
             .max_by_key(|(_, d)| d.name.len() + d.value.len())
             .unwrap();
         dims.remove(j);
+        *mask = remove_bit(*mask, j);
         report.adjust("dimension_limit_exceeded");
     }
 }
@@ -768,6 +818,65 @@ mod tests {
             assert_eq!(rep.adjusted["dimension_name_truncated"], 1);
             assert!(rep.adjusted["record_size_reduced"] >= 1);
         }
+    }
+
+    #[test]
+    fn metadata_dimensions_are_marked() {
+        let l = r#"{"type":"Point","metric":"m","data":{"time":"2024-03-01T11:34:05Z","value":1,"tags":{"name":"a","status":"200"},"metadata":{"vu":"1","iter":"3","name":"n"}}}"#;
+        for model in [DataModel::Single, DataModel::Multi] {
+            let (recs, _) = run(model, &[l]);
+            let r = &recs[0];
+            let marked: Vec<(&str, bool)> = r
+                .dimensions
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.name.as_str(), r.is_metadata(i)))
+                .collect();
+            assert_eq!(
+                marked,
+                [
+                    ("iter", true),
+                    ("meta_name", true),
+                    ("name", false),
+                    ("status", false),
+                    ("testid", false),
+                    ("vu", true)
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn keeping_metadata_apart_splits_groups_only_when_asked() {
+        let t = r#""time":"2024-03-01T11:34:05Z","value":1"#;
+        let a = format!(r#"{{"type":"Point","metric":"a","data":{{{t},"tags":{{"x":"1"}}}}}}"#);
+        let b = format!(r#"{{"type":"Point","metric":"b","data":{{{t},"metadata":{{"x":"1"}}}}}}"#);
+        for (apart, records) in [(false, 1), (true, 2)] {
+            let mut c = Converter::new(ConvertOptions {
+                keep_metadata_apart: apart,
+                ..Default::default()
+            });
+            let mut rep = RunReport::default();
+            let mut out = Vec::new();
+            for (i, l) in [&a, &b].into_iter().enumerate() {
+                let p = point(l);
+                let time = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+                c.push_point(&p, time, i as u64 + 1, &mut rep, &mut |r| out.push(r));
+            }
+            c.flush(&mut |r| out.push(r));
+            assert_eq!(out.len(), records, "keep_metadata_apart = {apart}");
+            assert_eq!(out[0].metadata_mask, 0);
+            assert_eq!(out.last().unwrap().metadata_mask, u128::from(apart));
+        }
+    }
+
+    #[test]
+    fn removing_a_dimension_moves_the_mask_bits_above_it() {
+        assert_eq!(remove_bit(0b1011, 1), 0b101);
+        assert_eq!(remove_bit(0b1011, 0), 0b101);
+        assert_eq!(remove_bit(0b1011, 2), 0b111);
+        assert_eq!(remove_bit(u128::MAX, 127), u128::MAX >> 1);
+        assert_eq!(remove_bit(1 << 127, 0), 1 << 126);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::core::report::RunReport;
 
 /// One WriteRecords request: ≤ 100 records, with what all of them share
 /// hoisted into CommonAttributes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WriteRequest {
     /// 0-based position in the deterministic request sequence of the input.
     pub seq: u64,
@@ -100,7 +100,9 @@ impl crate::sinks::Request for WriteRequest {
     }
 }
 
-/// Groups records into requests of at most 100.
+/// Groups records into requests of at most 100. Serialisable (checkpoints
+/// of a stopped run): a restored batcher goes on with the same requests.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Batcher {
     model: DataModel,
     seq: u64,
@@ -239,7 +241,27 @@ mod tests {
             values: Values::Single(v.into()),
             time_ns: t,
             lines: vec![1],
+            metadata_mask: 0,
         }
+    }
+
+    /// A live flush ([`Encoder::flush`]'s default, `finish`) sends the
+    /// partial request and the batcher goes on: numbering continues, and
+    /// a conflict with a record already sent is still nudged.
+    #[test]
+    fn a_live_flush_goes_on_with_the_sequence_and_the_guard() {
+        use crate::core::pipeline::Encoder;
+        let mut b = Batcher::new(DataModel::Single, 60);
+        let mut rep = RunReport::default();
+        assert!(b.push(rec(&[("a", "1")], 10, "1"), &mut rep).is_none());
+        let first = b.flush(&mut rep).unwrap();
+        assert!(b.flush(&mut rep).is_none(), "nothing held back");
+        b.push(rec(&[("a", "1")], 10, "2"), &mut rep);
+        let second = b.flush(&mut rep).unwrap();
+        assert_eq!((first.seq, second.seq), (0, 1));
+        assert_eq!(second.records.len(), 1);
+        assert_eq!(second.records[0].time_ns, 11);
+        assert_eq!((rep.nudged, rep.batches), (1, 2));
     }
 
     #[test]

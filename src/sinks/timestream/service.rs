@@ -189,7 +189,7 @@ pub fn map_error(err: SdkError<WriteRecordsError, ts::config::http::HttpResponse
                         .collect(),
                 ),
                 WriteRecordsError::ValidationException(_) => WriteError::Validation(msg),
-                WriteRecordsError::ThrottlingException(_) => WriteError::Throttled(msg),
+                WriteRecordsError::ThrottlingException(_) => WriteError::throttled(msg),
                 WriteRecordsError::InternalServerException(_) => WriteError::Server(msg),
                 WriteRecordsError::ResourceNotFoundException(_) => WriteError::NotFound(msg),
                 WriteRecordsError::AccessDeniedException(_) => WriteError::AccessDenied(msg),
@@ -205,7 +205,7 @@ pub fn map_error(err: SdkError<WriteRecordsError, ts::config::http::HttpResponse
                         || code.contains("TooManyRequests")
                         || status == 429
                     {
-                        WriteError::Throttled(text)
+                        WriteError::throttled(text)
                     } else if code.contains("UnrecognizedClient")
                         || code.contains("InvalidSignature")
                         || code.contains("ExpiredToken")
@@ -272,6 +272,7 @@ mod tests {
             values: Values::Single("1".into()),
             time_ns: 1_795_600_800_000_000_000,
             lines: vec![1],
+            metadata_mask: 0,
         };
         build_request(0, model, vec![r])
     }
@@ -436,7 +437,7 @@ mod tests {
         );
         assert!(matches!(
             w.write(&request(DataModel::Single)).await,
-            Err(WriteError::Throttled(_))
+            Err(WriteError::Throttled { .. })
         ));
         replay.fail("connection reset by peer");
         assert!(matches!(
