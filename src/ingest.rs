@@ -66,10 +66,10 @@ pub struct IngestResult<E: Encoder> {
     /// The first failure that ended the run, if any (its message is also
     /// the report's `error`).
     pub failure: Option<Failure>,
-    /// Where the run ended, unless the input failed: the state to go on
-    /// from, with every request built but not sent (its `unsent`, in
-    /// order). Nothing is left when its input is finished and nothing is
-    /// unsent.
+    /// Where the run ended, unless the input failed or was live (see
+    /// [`crate::core::resume`]): the state to go on from, with every
+    /// request built but not sent (its `unsent`, in order). Nothing is left
+    /// when its input is finished and nothing is unsent.
     pub checkpoint: Option<Checkpoint<E>>,
 }
 

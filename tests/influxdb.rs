@@ -13,6 +13,8 @@
 //!   refused lines end as dead letters with their line protocol, reason
 //!   and input lines.
 //! * A wrong token or database is one fatal error before any work.
+//! * Several files in one call (resumed by `--state`), and a pipe in live
+//!   mode written before it closes, into a real InfluxDB.
 
 mod support;
 
@@ -1026,4 +1028,205 @@ fn v3_without_gzip_and_with_doubled_backslashes() {
     assert_eq!(p.measurement, "m\\x");
     assert_eq!(p.tag("t"), Some("a\\\\b\\,c"));
     assert_eq!(p.field("k\\="), Some(&ParsedValue::Str("v\\".into())));
+}
+
+// ---------------------------------------------------------------------------
+// Many objects in one call, and live mode
+// ---------------------------------------------------------------------------
+
+/// `ingest --sink influxdb` (v1, into `db`) of `inputs` with `extra`
+/// options; the output and the summary JSON.
+fn ingest_many(
+    server: &InfluxServer,
+    db: &str,
+    inputs: &[&Path],
+    dir: &Path,
+    extra: &[&str],
+) -> (Output, serde_json::Value) {
+    let summary = dir.join(format!("{db}.many.summary.json"));
+    let _ = std::fs::remove_file(&summary);
+    let url = server.url();
+    let mut args = vec![
+        "ingest",
+        "--sink",
+        "influxdb",
+        "--influxdb-api",
+        "v1",
+        "--influxdb-url",
+        &url,
+        "--influxdb-database",
+        db,
+        "--progress",
+        "none",
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    let out = cli(&args);
+    let s = std::fs::read_to_string(&summary)
+        .map(|s| serde_json::from_str(&s).unwrap())
+        .unwrap_or_default();
+    (out, s)
+}
+
+/// Several files in one call go to InfluxDB like one call each (every
+/// point, each object under its own testid), and a second call with the
+/// same `--state` file reads none of them again.
+#[test]
+fn several_files_in_one_call_into_influxd_and_resumed_by_state() {
+    let server = InfluxServer::start();
+    server.create_database("many");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, name) in ["plain.json", "mixed.json.gz", "offset.json.gz"]
+        .iter()
+        .enumerate()
+    {
+        let ext = name.split_once('.').unwrap().1;
+        let p = dir.path().join(format!("obj{i}.{ext}"));
+        std::fs::copy(fixture(name), &p).unwrap();
+        files.push(p);
+    }
+    let inputs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let state = dir.path().join("state.jsonl");
+    let dl = dir.path().join("many.dead-letter.jsonl");
+    let extra = [
+        "--state",
+        state.to_str().unwrap(),
+        "--dead-letter",
+        dl.to_str().unwrap(),
+        "--objects-in-flight",
+        "2",
+    ];
+    let (out, s) = ingest_many(&server, "many", &inputs, dir.path(), &extra);
+    let objects = s["objects"].as_array().expect("a summary").clone();
+    assert_eq!(objects.len(), 3, "{}", stderr(&out));
+    let mut want = Vec::new();
+    let mut dropped = 0;
+    for (f, o) in files.iter().zip(&objects) {
+        let r: RunReport = serde_json::from_value(o["report"].clone()).unwrap();
+        assert!(r.complete && r.error.is_none(), "{}: {r:?}", f.display());
+        assert_eq!(r.model, "multi", "InfluxDB always gets groups");
+        assert_eq!((r.dead_lettered, r.rejected_records), (0, 0));
+        dropped += r.dropped_total();
+        want.extend(expected_points(f).0);
+    }
+    let code = if dropped > 0 { 1 } else { 0 };
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    assert_eq!(s["exit_code"], code);
+    let stored = server.points("many");
+    assert_same_points(&stored, &want, "three objects in one call");
+
+    // Again with the same state file: nothing is read or written again.
+    let (out, s) = ingest_many(&server, "many", &inputs, dir.path(), &extra);
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    let objects = s["objects"].as_array().unwrap();
+    assert!(
+        objects.iter().all(|o| o["earlier"] == true),
+        "{}",
+        serde_json::to_string_pretty(&s).unwrap()
+    );
+    assert!(server.points("many") == stored, "the same points");
+}
+
+/// `ingest -` from a pipe (live mode, `--flush-interval 300ms`) writes
+/// what has come long before the pipe closes, and in the end stores the
+/// same points as ingesting the file.
+#[test]
+fn a_pipe_reaches_influxdb_before_it_closes() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let server = InfluxServer::start();
+    server.create_database("file");
+    server.create_database("live");
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("plain.json");
+    let (o, r) = ingest_v1(&server, "file", &input, dir.path(), &["--testid", "t"]);
+    assert!(r.complete, "{}", stderr(&o));
+    let text = std::fs::read(&input).unwrap();
+    // Cut where every time before is older than every time after, so that
+    // no k6 group is split by the pause (that would move a point by +1 ns).
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let times: Vec<Option<i64>> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_slice(l).ok()?;
+            k6_timestream::core::k6::time::parse_rfc3339_ns(v["data"]["time"].as_str()?).ok()
+        })
+        .collect();
+    let cut = (lines.len() / 3..lines.len())
+        .find(|&i| {
+            let before = times[..i].iter().flatten().max();
+            let after = times[i..].iter().flatten().min();
+            matches!((before, after), (Some(b), Some(a)) if b < a)
+        })
+        .expect("a cut between older and newer points");
+    let url = server.url();
+    let summary = dir.path().join("live.summary.json");
+    let mut child = fake_aws_env(&mut Command::new(CLI_BIN))
+        .args([
+            "ingest",
+            "--sink",
+            "influxdb",
+            "--influxdb-api",
+            "v1",
+            "--influxdb-url",
+            &url,
+            "--influxdb-database",
+            "live",
+            "--progress",
+            "none",
+            "--testid",
+            "t",
+            "--flush-interval",
+            "300ms",
+            "--summary-json",
+            summary.to_str().unwrap(),
+            "--dead-letter",
+            dir.path().join("live.dl.jsonl").to_str().unwrap(),
+            "-",
+        ])
+        .env_remove("K6TS_INFLUXDB_TOKEN")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&lines[..cut].concat()).unwrap();
+    stdin.flush().unwrap();
+    let t0 = Instant::now();
+    let early = loop {
+        let n = server.points("live").len();
+        if n > 0 || t0.elapsed() > Duration::from_secs(10) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lag = t0.elapsed();
+    stdin.write_all(&lines[cut..].concat()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(early > 0, "nothing written while the pipe was open");
+    assert!(lag < Duration::from_secs(5), "first points after {lag:?}");
+    let r: RunReport = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(r.complete && r.batches >= 2, "{r:?}");
+    let key = |p: &StoredPoint| format!("{p:?}");
+    let mut live = server.points("live");
+    let mut file = server.points("file");
+    live.sort_by_key(key);
+    file.sort_by_key(key);
+    assert_eq!(live.len(), file.len());
+    let differ: Vec<_> = live.iter().zip(&file).filter(|(a, b)| a != b).collect();
+    assert!(
+        differ.is_empty(),
+        "live and file ingest store the same points: {} differ, first {:#?}; live {r:?}",
+        differ.len(),
+        differ.first()
+    );
+    eprintln!(
+        "live: {early} points stored {lag:?} after the first half was written; {} in all",
+        live.len()
+    );
 }

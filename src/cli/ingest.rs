@@ -1,6 +1,6 @@
 //! `k6-timestream ingest`: convert and write to Timestream or InfluxDB.
 
-use super::{exit, write_summary, ConversionArgs};
+use super::{exit, progress, write_summary, ConversionArgs};
 use crate::core::pipeline::{Encoder, PipelineOptions};
 use crate::ingest::{ingest, Live, Sink};
 use crate::sinks::dead_letter::file::FileSink;
@@ -16,7 +16,7 @@ use crate::sinks::{Request, Service, SinkKind};
 use crate::sources::s3::S3Source;
 use crate::sources::{parse_s3_url, ObjectRef, ObjectSource};
 use clap::Args;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,8 +64,24 @@ pub struct IngestCmd {
     /// records are those of a serial run); 1: serial.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
-    /// k6 JSON output: a file, `-` for stdin, or s3://bucket/key.
+    /// Live mode (stdin or a named pipe by default, every input when given): requests also go out once their oldest data is this old (e.g. 1s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = super::live::parse_interval)]
+    pub flush_interval: Option<Duration>,
+    #[command(flatten)]
+    pub backfill: super::backfill::BackfillArgs,
+    /// k6 JSON output: a file, `-` for stdin, s3://bucket/key, or (for many objects) s3://bucket/prefix/ or a glob.
     pub input: String,
+    /// More inputs: files, globs, s3:// keys or prefixes, ingested together (see --objects-in-flight).
+    #[arg(value_name = "MORE")]
+    pub more: Vec<String>,
+}
+
+impl IngestCmd {
+    pub fn inputs(&self) -> Vec<&str> {
+        std::iter::once(self.input.as_str())
+            .chain(self.more.iter().map(String::as_str))
+            .collect()
+    }
 }
 
 fn parse_concurrency(s: &str) -> Result<usize, String> {
@@ -121,10 +137,14 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     }
     let sdk = loader.load().await;
     // InfluxDB from a local file needs no AWS at all.
-    let needs_aws = cmd.sink == SinkKind::Timestream || parse_s3_url(&cmd.input).is_some();
+    let needs_aws =
+        cmd.sink == SinkKind::Timestream || cmd.inputs().iter().any(|i| i.starts_with("s3://"));
     if needs_aws && sdk.region().is_none() {
         eprintln!("error: no AWS region configured (set AWS_REGION or pass --region)");
         return exit::FATAL;
+    }
+    if super::backfill::wanted(&cmd.inputs(), &cmd.backfill) {
+        return backfill(&cmd, &sdk, influx).await;
     }
     let (source, size): (Box<dyn Read + Send>, Option<u64>) =
         if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
@@ -159,7 +179,8 @@ async fn run_async(cmd: IngestCmd) -> i32 {
                 }
             }
         };
-    let popts = cmd.conv.pipeline_options(&cmd.input);
+    let mut popts = cmd.conv.pipeline_options(&cmd.input);
+    popts.input.flush_interval = super::live::flush_interval(&cmd.input, cmd.flush_interval);
     let dl_path = cmd.dead_letter.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.dead-letter.jsonl",
@@ -167,17 +188,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
         ))
     });
     let dlq = Arc::new(FileSink::new(dl_path));
-    let wcfg = WriterConfig {
-        concurrency: cmd.concurrency,
-        request_timeout,
-        retry: RetryPolicy {
-            max_attempts: cmd.max_attempts,
-            ..RetryPolicy::default()
-        },
-        retry_budget: cmd.retry_budget,
-        skip_batches: 0,
-        hard_deadline: None,
-    };
+    let wcfg = writer_config(&cmd);
     let run = Run {
         cmd: &cmd,
         source,
@@ -186,18 +197,13 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     };
     match influx {
         None => {
-            let client = match build_client(&sdk, cmd.endpoint_url.as_deref()).await {
-                Ok(c) => c,
+            let writer = match timestream_writer(&cmd, &sdk).await {
+                Ok(w) => w,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return exit::FATAL;
                 }
             };
-            let writer = Arc::new(TimestreamWriter::new(
-                client,
-                cmd.database.clone().unwrap_or_default(),
-                cmd.table.clone().unwrap_or_default(),
-            ));
             run.sink(|| cmd.conv.timestream_encoder(), writer, dlq, wcfg)
                 .await
         }
@@ -264,7 +270,7 @@ impl Run<'_> {
             popts,
         } = self;
         let live = Live::default();
-        let display = spawn_progress(&cmd.progress, live.clone(), size);
+        let display = progress::single(progress::Mode::resolve(&cmd.progress), live.clone(), size);
         let started = Instant::now();
         if cmd.parallel > 1 {
             let res = super::parallel::run(
@@ -278,7 +284,7 @@ impl Run<'_> {
                 live,
             )
             .await;
-            display.abort();
+            display.finish().await;
             return match res {
                 Ok(r) => report(cmd, r, started),
                 Err(e) => {
@@ -302,7 +308,7 @@ impl Run<'_> {
             Arc::new(|| false),
         )
         .await;
-        display.abort();
+        display.finish().await;
         report(cmd, res.report, started)
     }
 }
@@ -327,58 +333,73 @@ fn report(cmd: &IngestCmd, report: crate::core::report::RunReport, started: Inst
     }
 }
 
-/// A bar on a terminal, a log line every 5 s otherwise.
-fn spawn_progress(mode: &str, live: Live, total: Option<u64>) -> tokio::task::JoinHandle<()> {
-    let bar = match mode {
-        "bar" => true,
-        "auto" => std::io::stderr().is_terminal(),
-        _ => false,
+fn writer_config(cmd: &IngestCmd) -> WriterConfig {
+    WriterConfig {
+        concurrency: cmd.concurrency,
+        request_timeout: Duration::from_secs(cmd.request_timeout_secs.max(1)),
+        retry: RetryPolicy {
+            max_attempts: cmd.max_attempts,
+            ..RetryPolicy::default()
+        },
+        retry_budget: cmd.retry_budget,
+        skip_batches: 0,
+        hard_deadline: None,
+        shared_limit: None,
+    }
+}
+
+/// The Timestream writer for `cmd`'s database and table.
+async fn timestream_writer(
+    cmd: &IngestCmd,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Arc<TimestreamWriter>, String> {
+    let client = build_client(sdk, cmd.endpoint_url.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(TimestreamWriter::new(
+        client,
+        cmd.database.clone().unwrap_or_default(),
+        cmd.table.clone().unwrap_or_default(),
+    )))
+}
+
+/// Several objects (a prefix, several files, a glob, or `--state`), into
+/// Timestream or (`influx` set: the probed writer) InfluxDB.
+async fn backfill(
+    cmd: &IngestCmd,
+    sdk: &aws_config::SdkConfig,
+    influx: Option<InfluxWriter>,
+) -> i32 {
+    let mut wcfg = writer_config(cmd);
+    // One budget of calls in flight for all objects together.
+    wcfg.shared_limit = Some(Arc::new(tokio::sync::Semaphore::new(cmd.concurrency)));
+    let plan = super::backfill::Plan {
+        inputs: cmd.inputs(),
+        args: &cmd.backfill,
+        conv: &cmd.conv,
+        dead_letter: cmd.dead_letter.clone(),
+        progress: progress::Mode::resolve(&cmd.progress),
+        flush_interval: cmd.flush_interval,
+        writer: wcfg,
     };
-    let quiet = mode == "none";
-    tokio::spawn(async move {
-        if quiet {
-            return;
-        }
-        let started = Instant::now();
-        let pb = bar.then(|| {
-            let pb = indicatif::ProgressBar::with_draw_target(
-                total,
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} read {wide_msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            pb
-        });
-        let period = if bar {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(5)
-        };
-        loop {
-            tokio::time::sleep(period).await;
-            let (read, _) = live.progress.read();
-            let s = &live.stats;
-            let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            let written = g(&s.written_records);
-            let rate = written as f64 / started.elapsed().as_secs_f64().max(0.001);
-            let msg = format!(
-                "{written} records written ({:.0}/s), {} rejected, {} dead-lettered, {} retries",
-                rate,
-                g(&s.rejected_records),
-                g(&s.dead_lettered),
-                g(&s.retries)
-            );
-            match &pb {
-                Some(pb) => {
-                    pb.set_position(read);
-                    pb.set_message(msg);
+    match influx {
+        None => {
+            let writer = match timestream_writer(cmd, sdk).await {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::FATAL;
                 }
-                None => eprintln!("progress: {read} bytes read; {msg}"),
-            }
+            };
+            let conv = cmd.conv.clone();
+            let make = move || conv.timestream_encoder();
+            super::backfill::run(plan, sdk, Box::new(make), writer).await
         }
-    })
+        Some(writer) => {
+            let opts = cmd.influx.encoding.encoder_options();
+            let window = cmd.conv.collision_window_secs;
+            let make = move || InfluxEncoder::new(opts.clone(), window);
+            super::backfill::run(plan, sdk, Box::new(make), Arc::new(writer)).await
+        }
+    }
 }

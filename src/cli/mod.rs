@@ -1,8 +1,11 @@
 //! The `k6-timestream` command line: argument types and the subcommands.
 
+pub mod backfill;
 pub mod convert;
 pub mod ingest;
+pub mod live;
 pub mod parallel;
+pub mod progress;
 
 use crate::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
 use crate::core::convert::{ConvertOptions, TestId, DEFAULT_MULTI_MEASURE_NAME};
@@ -104,6 +107,7 @@ impl ConversionArgs {
             input: InputOptions {
                 max_line_bytes: self.max_line_bytes,
                 max_decompressed_bytes: self.max_decompressed_bytes,
+                flush_interval: None,
             },
         }
     }

@@ -9,6 +9,7 @@ use crate::core::k6::{parse_line, Line};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
 use crate::core::resume::PipelineState;
+use std::cell::Cell;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub struct PipelineOptions {
 /// A sink's request builder: records in, requests out, as a pure function
 /// of the record sequence (request N of an input is always the same
 /// request, which is what lets a resumed run skip confirmed requests).
+/// Live input is the exception: its [`Encoder::flush`]es fall where the
+/// clock says, so its requests are not a function of the bytes and it is
+/// never checkpointed (see [`Outcome::state`]).
 pub trait Encoder {
     type Request;
     /// Takes a record; returns a request when one is complete.
@@ -34,6 +38,13 @@ pub trait Encoder {
     /// [`push`](Self::push) would, and produces nothing. Deliberately no
     /// default: an encoder with state must say what it keeps.
     fn warm(&mut self, r: Record, report: &mut RunReport);
+    /// The partial request now, with more records to come (live input,
+    /// [`InputOptions::flush_interval`]); the sequence goes on after it.
+    /// The default is [`Encoder::finish`], right for an encoder whose
+    /// `finish` leaves it ready for more records.
+    fn flush(&mut self, report: &mut RunReport) -> Option<Self::Request> {
+        self.finish(report)
+    }
     /// Adapts the converter's options to the records this encoder takes
     /// (InfluxDB: groups whatever the model, metadata kept apart from
     /// tags). By default they are used as given.
@@ -52,6 +63,9 @@ pub struct Outcome {
     /// [`run_from`] goes on after a stop (boxed: it holds the converter and
     /// up to a few MB of read-ahead). At the end of the input it is the
     /// finished state (what a stop in the last request's send leaves).
+    /// Always None for live input ([`InputOptions::flush_interval`]): a
+    /// resumed run could not rebuild the requests its ticks cut, and a
+    /// pipe cannot be read again from an offset anyway.
     pub state: Option<Box<PipelineState>>,
 }
 
@@ -132,6 +146,9 @@ pub fn run_from<R: Read + Send, E: Encoder>(
     let mut stopped = false;
     // The last line that was blank or not a usable line (tail rule).
     let mut last_bad_line = 0u64;
+    // Set by a tick of live input: `deliver` then also sends the partial
+    // request (see `InputOptions::flush_interval` for what that costs).
+    let flush_partial = Cell::new(false);
 
     let mut deliver = |out: &mut Vec<Record>,
                        report: &mut RunReport,
@@ -149,6 +166,15 @@ pub fn run_from<R: Read + Send, E: Encoder>(
                 }
             }
         }
+        // After a tick, unless the sink stopped taking requests (then the
+        // partial request stays in the encoder).
+        if flush_partial.take() && !*stopped {
+            if let Some(req) = batcher.flush(report) {
+                if sink(req, report).is_break() {
+                    *stopped = true;
+                }
+            }
+        }
         !*stopped
     };
 
@@ -156,6 +182,11 @@ pub fn run_from<R: Read + Send, E: Encoder>(
     let lines = for_each_line_from(source, name, &opts.input, p, from, |n, ev| {
         report.lines = n;
         let bytes = match ev {
+            LineEvent::Tick => {
+                conv.flush(&mut |r| out.push(r));
+                flush_partial.set(true);
+                return deliver(&mut out, &mut report, encoder, &mut stopped);
+            }
             LineEvent::TooLong => {
                 report.skip("line_too_long", n);
                 last_bad_line = n;
@@ -227,7 +258,8 @@ pub fn run_from<R: Read + Send, E: Encoder>(
         report.first_time = Some(format_rfc3339_ns(tmin));
         report.last_time = Some(format_rfc3339_ns(tmax));
     }
-    let state = error.is_none().then(|| {
+    let live = opts.input.flush_interval.is_some();
+    let state = (error.is_none() && !live).then(|| {
         Box::new(PipelineState {
             converter: conv,
             report: report.clone(),
@@ -386,5 +418,163 @@ mod tests {
             assert!(out.report.bom && out.report.skipped.is_empty());
             assert_eq!(sent.iter().flatten().count(), 5);
         }
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+    use crate::core::model::Values;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// Requests of up to 100 records, nothing else.
+    #[derive(Default)]
+    struct Plain(Vec<Record>);
+    impl Encoder for Plain {
+        type Request = Vec<Record>;
+        fn push(&mut self, r: Record, _: &mut RunReport) -> Option<Vec<Record>> {
+            self.0.push(r);
+            (self.0.len() == 100).then(|| std::mem::take(&mut self.0))
+        }
+        fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
+            (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
+        }
+        fn warm(&mut self, _: Record, _: &mut RunReport) {}
+    }
+
+    /// A pipe written by another thread: `parts` with `gap` in between.
+    struct Pipe(mpsc::Receiver<Vec<u8>>, Vec<u8>);
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1.is_empty() {
+                match self.0.recv() {
+                    Ok(c) => self.1 = c,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = self.1.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            Ok(n)
+        }
+    }
+
+    fn point(metric: &str) -> String {
+        format!(
+            r#"{{"type":"Point","metric":"{metric}","data":{{"time":"2026-01-01T00:00:00.000000001Z","value":1,"tags":{{"k":"v"}}}}}}"#
+        ) + "\n"
+    }
+
+    /// (measures per request, when each request came out).
+    fn run_piped(flush: Option<Duration>, gap: Duration) -> (Vec<Vec<usize>>, Vec<Duration>) {
+        let (tx, rx) = mpsc::channel();
+        let parts = [point("a") + &point("b"), point("c")];
+        let writer = std::thread::spawn(move || {
+            for p in parts {
+                tx.send(p.into_bytes()).unwrap();
+                std::thread::sleep(gap);
+            }
+        });
+        let opts = PipelineOptions {
+            input: InputOptions {
+                flush_interval: flush,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let (mut sizes, mut times) = (Vec::new(), Vec::new());
+        let out = run(
+            Pipe(rx, Vec::new()),
+            "live",
+            &opts,
+            &mut Plain::default(),
+            Arc::default(),
+            &mut |req, _| {
+                times.push(start.elapsed());
+                sizes.push(
+                    req.iter()
+                        .map(|r| match &r.values {
+                            Values::Multi(m) => m.len(),
+                            Values::Single(_) => 1,
+                        })
+                        .collect(),
+                );
+                ControlFlow::Continue(())
+            },
+        );
+        writer.join().unwrap();
+        assert!(out.report.complete && out.report.points == 3);
+        assert_eq!(
+            out.state.is_some(),
+            flush.is_none(),
+            "live input is never checkpointed"
+        );
+        (sizes, times)
+    }
+
+    /// The same through the InfluxDB encoder (which adapts the conversion
+    /// to groups): the tick sends the group as a request of its own, the
+    /// sequence goes on, and the late point of the same series and time
+    /// is moved by +1 ns rather than overwriting the lines sent.
+    #[test]
+    fn a_live_flush_through_the_influxdb_encoder() {
+        use crate::sinks::influxdb::{EncoderOptions, InfluxEncoder};
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            for p in [point("a") + &point("b"), point("c")] {
+                tx.send(p.into_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        });
+        let opts = PipelineOptions {
+            input: InputOptions {
+                flush_interval: Some(Duration::from_millis(100)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut encoder = InfluxEncoder::new(EncoderOptions::default(), 60);
+        let mut reqs = Vec::new();
+        let out = run(
+            Pipe(rx, Vec::new()),
+            "live",
+            &opts,
+            &mut encoder,
+            Arc::default(),
+            &mut |req, _| {
+                reqs.push(req);
+                ControlFlow::Continue(())
+            },
+        );
+        writer.join().unwrap();
+        assert!(out.report.complete && out.state.is_none());
+        let seqs: Vec<u64> = reqs.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+        let body = |i: usize| String::from_utf8_lossy(&reqs[i].body).into_owned();
+        // 2026-01-01T00:00:00.000000001Z
+        let t = 1_767_225_600_000_000_001i64;
+        assert_eq!(body(0), format!("a,k=v value=1 {t}\nb,k=v value=1 {t}\n"));
+        assert_eq!(body(1), format!("c,k=v value=1 {}\n", t + 1));
+        assert_eq!((out.report.records, out.report.nudged), (2, 1));
+    }
+
+    #[test]
+    fn live_input_hands_over_the_group_and_the_batch_on_time() {
+        let gap = Duration::from_millis(500);
+        let (sizes, times) = run_piped(Some(Duration::from_millis(100)), gap);
+        // The group in progress went out 100 ms after its data came, long
+        // before the rest of the input; its late third point is a record
+        // of its own.
+        assert_eq!(sizes, [vec![2], vec![1]]);
+        assert!(
+            times[0] >= Duration::from_millis(100) && times[0] < gap,
+            "{times:?}"
+        );
+        // A file (no interval): one group, one request, at the end.
+        let (sizes, times) = run_piped(None, gap);
+        assert_eq!(sizes, [vec![3]]);
+        assert!(times[0] >= 2 * gap - Duration::from_millis(50), "{times:?}");
     }
 }

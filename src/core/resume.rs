@@ -13,6 +13,13 @@
 //! definitions, the group in progress), the encoder (its sequence number,
 //! the records of the partial request, the collision guard), the report's
 //! counters, and the input position (line number, offset, access point).
+//!
+//! Live input ([`InputOptions::flush_interval`]) is never checkpointed: its
+//! ticks send partial requests when the clock says, so the requests are
+//! not a function of the input, and a pipe cannot be read again from an
+//! offset. A stopped live run's [`run`] returns no checkpoint.
+//!
+//! [`InputOptions::flush_interval`]: crate::core::input::InputOptions::flush_interval
 
 use crate::core::convert::Converter;
 use crate::core::input::{InputPosition, PositionDecodeError, Progress};

@@ -661,6 +661,8 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
                     return true;
                 }
                 LineEvent::Line(b) => b,
+                // Segments read files, never live input: no ticks.
+                LineEvent::Tick => return true,
             };
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 rep.blank_lines += 1;

@@ -10,7 +10,7 @@ use crate::sinks::influxdb::InfluxSettings;
 use crate::sinks::SinkKind;
 use std::time::Duration;
 
-pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
+pub use crate::sources::DEFAULT_SUFFIXES;
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
 pub const DEFAULT_STATE_PREFIX: &str = "k6-timestream-state/";
 
@@ -230,10 +230,7 @@ impl LambdaConfig {
         if key.starts_with(&self.dead_letter_prefix) || key.starts_with(&self.state_prefix) {
             return false;
         }
-        let lower = key.to_ascii_lowercase();
-        self.suffixes
-            .iter()
-            .any(|s| lower.ends_with(&s.to_ascii_lowercase()))
+        crate::sources::has_suffix(key, &self.suffixes)
     }
 }
 

@@ -426,6 +426,7 @@ where
             retry_budget: DEFAULT_RETRY_BUDGET,
             skip_batches: job.skip_batches,
             hard_deadline: Some(start + plan.last_retry),
+            shared_limit: None,
         };
         let live = Live::default();
         let stats = live.stats.clone();
@@ -562,6 +563,7 @@ where
             input: InputOptions {
                 max_line_bytes: cfg.max_line_bytes,
                 max_decompressed_bytes: cfg.max_decompressed_bytes,
+                flush_interval: None,
             },
         }
     }
@@ -799,6 +801,7 @@ where
                 retry_budget: DEFAULT_RETRY_BUDGET,
                 skip_batches: 0,
                 hard_deadline: Some(now + plan.last_retry),
+                shared_limit: None,
             },
         };
         let body = tokio_util::io::SyncIoBridge::new(opened.body);

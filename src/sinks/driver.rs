@@ -54,6 +54,12 @@ pub struct WriterConfig {
     /// No retry sleeps past this instant: a request that would need one is
     /// dead-lettered instead (the Lambda's hard stop).
     pub hard_deadline: Option<Instant>,
+    /// Calls in flight across several drivers at once (the CLI's
+    /// multi-object ingest): each attempt holds one permit for the call
+    /// itself, not while it waits to retry, and waiting for a permit does
+    /// not count against `request_timeout`. `concurrency` still bounds this
+    /// driver's own requests.
+    pub shared_limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for WriterConfig {
@@ -65,6 +71,7 @@ impl Default for WriterConfig {
             retry_budget: DEFAULT_RETRY_BUDGET,
             skip_batches: 0,
             hard_deadline: None,
+            shared_limit: None,
         }
     }
 }
@@ -314,11 +321,17 @@ async fn send<R: Request, W: Service<R>, D: DeadLetterSink>(
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
+        let permit = match &ctx.cfg.shared_limit {
+            // Never closed: acquiring fails only on a closed semaphore.
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let res = match tokio::time::timeout(ctx.cfg.request_timeout, ctx.writer.write(&req)).await
         {
             Ok(r) => r,
             Err(_) => Err(WriteError::Timeout),
         };
+        drop(permit);
         let e = match res {
             Ok(()) => {
                 add(&ctx.stats.written_records, req.records().len() as u64);
@@ -626,6 +639,54 @@ mod tests {
         );
         assert!(sink.letters.lock().unwrap().is_empty());
         assert_eq!(out.next_seq, 30);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_limit_bounds_several_drivers_together() {
+        let mock = Arc::new(Mock::default());
+        let limit = Arc::new(tokio::sync::Semaphore::new(4));
+        let mut runs = Vec::new();
+        for d in 0..3u64 {
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(async move {
+                for s in 0..20 {
+                    if tx.send(req(s, 10 + d, &[])).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mock, limit) = (mock.clone(), limit.clone());
+            runs.push(tokio::spawn(async move {
+                let cfg = WriterConfig {
+                    concurrency: 4,
+                    shared_limit: Some(limit),
+                    ..fast()
+                };
+                let stats = Arc::new(WriteStats::default());
+                let sink = Arc::new(MemorySink::default());
+                drive(
+                    rx,
+                    mock,
+                    sink,
+                    cfg,
+                    stats.clone(),
+                    format!("in{d}"),
+                    &|| false,
+                )
+                .await;
+                get(&stats.written_records)
+            }));
+        }
+        let mut written = 0;
+        for r in runs {
+            written += r.await.unwrap();
+        }
+        assert_eq!(written, 20 * (10 + 11 + 12));
+        let max = mock.max_in_flight.load(Ordering::SeqCst);
+        // Alone, each driver would have 4 in flight: 12 together.
+        assert!(max <= 4, "{max} calls in flight under a limit of 4");
+        assert!(max >= 3, "the drivers still overlap: {max}");
+        assert_eq!(limit.available_permits(), 4, "every permit returned");
     }
 
     #[tokio::test]

@@ -2,8 +2,21 @@
 //! object an event announced ([`s3`]). What a handler needs of a source is
 //! the [`ObjectSource`] trait, so it is testable offline.
 
+pub mod glob;
 pub mod local;
 pub mod s3;
+
+/// Key (and file name) endings that look like k6 results: what the Lambda
+/// takes from S3 events by default and what `ingest` picks from a prefix.
+pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
+
+/// Does `key` end with one of `suffixes` (ASCII case-insensitive)?
+pub fn has_suffix<S: AsRef<str>>(key: &str, suffixes: &[S]) -> bool {
+    let lower = key.to_ascii_lowercase();
+    suffixes
+        .iter()
+        .any(|s| lower.ends_with(&s.as_ref().to_ascii_lowercase()))
+}
 
 use std::future::Future;
 use tokio::io::AsyncRead;

@@ -185,6 +185,118 @@ impl ObjectPut for S3Put {
     }
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// Unquoted.
+    pub etag: Option<String>,
+}
+
+/// One page of ListObjectsV2.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub objects: Vec<Listed>,
+    /// Set when more pages follow.
+    pub next: Option<String>,
+}
+
+/// The paged listing call, behind a trait so the paging is testable offline.
+pub trait ListPages: Send + Sync {
+    fn page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<Page, SourceError>> + Send;
+}
+
+/// Every object under `prefix` whose key ends with one of `suffixes`, in
+/// S3's key order, page by page.
+pub async fn list_prefix<L: ListPages, S: AsRef<str>>(
+    lister: &L,
+    bucket: &str,
+    prefix: &str,
+    suffixes: &[S],
+) -> Result<Vec<Listed>, SourceError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = lister.page(bucket, prefix, token.take()).await?;
+        out.extend(
+            page.objects
+                .into_iter()
+                .filter(|o| super::has_suffix(&o.key, suffixes)),
+        );
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// ListObjectsV2 over an S3 client, `max_keys` per page.
+pub struct S3Lister {
+    pub client: s3::Client,
+    pub max_keys: i32,
+}
+
+impl ListPages for S3Lister {
+    async fn page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<Page, SourceError> {
+        use s3::error::ProvideErrorMetadata;
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .max_keys(self.max_keys)
+            .set_continuation_token(token)
+            .send()
+            .await;
+        let name = format!("s3://{bucket}/{prefix}");
+        match out {
+            Ok(o) => Ok(Page {
+                objects: o
+                    .contents()
+                    .iter()
+                    .filter_map(|c| {
+                        Some(Listed {
+                            key: c.key()?.to_owned(),
+                            size: c.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                            etag: c.e_tag().map(|e| e.trim_matches('"').to_owned()),
+                        })
+                    })
+                    .collect(),
+                next: o
+                    .is_truncated()
+                    .unwrap_or(false)
+                    .then(|| o.next_continuation_token().map(str::to_owned))
+                    .flatten(),
+            }),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let code = e.code().unwrap_or_default().to_owned();
+                let msg = format!("{code} {}", e.message().unwrap_or_default())
+                    .trim()
+                    .to_owned();
+                Err(match (status, code.as_str()) {
+                    (Some(404), _) | (_, "NoSuchBucket") => SourceError::NotFound(name),
+                    (Some(403), _) | (_, "AccessDenied") => SourceError::AccessDenied(name, msg),
+                    (Some(s), _) if s >= 500 || s == 429 => SourceError::Transient(name, msg),
+                    (None, _) => SourceError::Transient(name, format!("{}", DisplayErrorChain(&e))),
+                    _ => SourceError::Fatal(name, msg),
+                })
+            }
+        }
+    }
+}
+
 /// A store error from an SDK error: retryable for 5xx, throttling and
 /// network failures.
 fn store_error<E>(
@@ -563,5 +675,69 @@ mod tests {
             .await
             .unwrap_err()
             .retryable());
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Pages of `per_page` keys over a fixed key list, recording the tokens.
+    struct Fake {
+        keys: Vec<String>,
+        per_page: usize,
+        tokens: Mutex<Vec<Option<String>>>,
+    }
+
+    impl ListPages for Fake {
+        async fn page(
+            &self,
+            _bucket: &str,
+            prefix: &str,
+            token: Option<String>,
+        ) -> Result<Page, SourceError> {
+            self.tokens.lock().unwrap().push(token.clone());
+            let start: usize = token.map_or(0, |t| t.parse().unwrap());
+            let matching: Vec<&String> =
+                self.keys.iter().filter(|k| k.starts_with(prefix)).collect();
+            let end = (start + self.per_page).min(matching.len());
+            Ok(Page {
+                objects: matching[start..end]
+                    .iter()
+                    .map(|k| Listed {
+                        key: (*k).clone(),
+                        size: 1,
+                        etag: Some("e".into()),
+                    })
+                    .collect(),
+                next: (end < matching.len()).then(|| end.to_string()),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read_and_only_results_are_kept() {
+        let mut keys: Vec<String> = (0..25).map(|i| format!("runs/r{i:02}.json.gz")).collect();
+        keys.push("runs/notes.txt".into());
+        keys.push("runs/R99.JSON".into());
+        keys.push("other/x.json".into());
+        keys.sort();
+        let fake = Fake {
+            keys,
+            per_page: 4,
+            tokens: Mutex::default(),
+        };
+        let got = list_prefix(&fake, "b", "runs/", crate::sources::DEFAULT_SUFFIXES)
+            .await
+            .unwrap();
+        let names: Vec<&str> = got.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(names.len(), 26, "{names:?}");
+        assert_eq!(names[0], "runs/R99.JSON", "suffixes match in any case");
+        assert!(!names.contains(&"runs/notes.txt") && !names.contains(&"other/x.json"));
+        let tokens = fake.tokens.lock().unwrap();
+        assert_eq!(tokens.len(), 7, "27 keys under the prefix, 4 a page");
+        assert_eq!(tokens[0], None);
+        assert_eq!(tokens[1].as_deref(), Some("4"));
     }
 }

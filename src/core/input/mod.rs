@@ -18,14 +18,23 @@
 //! handed over first on resume instead of being inflated again). A later
 //! run reads the object from [`InputPosition::source_offset`] on (a ranged
 //! read) and continues as if it had never stopped.
+//!
+//! # Live input
+//!
+//! With [`InputOptions::flush_interval`] (a pipe from a running k6) every
+//! read of the source is handed on at once and the consumer also gets
+//! [`LineEvent::Tick`]s by a [`TickRule`]. Live input has no positions: a
+//! pipe cannot be read again from an offset, and requests cut by the clock
+//! cannot be rebuilt by a resumed run (see [`LinesOutcome::stopped_at`]).
 
 pub mod gzip_index;
 
 use gzip_index::{AccessPoint, GzipIndexError, IndexingDecoder, PointDecodeError};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 const CHUNK: usize = 256 * 1024;
@@ -56,6 +65,18 @@ const TO_POINT_MAX: u64 = 2 << 20;
 pub struct InputOptions {
     pub max_line_bytes: usize,
     pub max_decompressed_bytes: u64,
+    /// Live reading (a pipe from a running k6): every read of the source is
+    /// handed on at once, and once the oldest data not yet handed over is
+    /// this old the consumer gets a [`LineEvent::Tick`] (the pipeline then
+    /// sends the group in progress and the partial request). None (files):
+    /// nothing depends on time, requests are a function of the bytes alone.
+    ///
+    /// Trade-off: a tick can fall inside a k6 group whose next point comes
+    /// later; that point then starts a second record at the same time and
+    /// series, which the collision guard moves by +1 ns (counted as
+    /// `nudged`). So a live-ingested run can differ from the same file
+    /// ingested afterwards by such nudges, and it is never checkpointed.
+    pub flush_interval: Option<Duration>,
 }
 
 impl Default for InputOptions {
@@ -63,6 +84,7 @@ impl Default for InputOptions {
         Self {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            flush_interval: None,
         }
     }
 }
@@ -74,9 +96,20 @@ impl Default for InputOptions {
 pub struct Progress {
     pub bytes_read: AtomicU64,
     pub bytes_decompressed: AtomicU64,
+    /// Bytes of the source (compressed ones for gzip) whose lines have
+    /// been handed to the consumer, counted like `bytes_read`: a progress
+    /// position that does not run ahead of the work by the read-ahead
+    /// buffers (up to 2 MiB of decompressed text, most of a small gzip
+    /// file). At the end of the input it equals `bytes_read`.
+    pub bytes_done: AtomicU64,
 }
 
 impl Progress {
+    /// See [`Progress::bytes_done`].
+    pub fn done(&self) -> u64 {
+        self.bytes_done.load(Ordering::Relaxed)
+    }
+
     pub fn read(&self) -> (u64, u64) {
         (
             self.bytes_read.load(Ordering::Relaxed),
@@ -362,9 +395,10 @@ impl InputPosition {
 
 /// What the reading thread sends.
 enum Msg {
-    /// Decompressed bytes, and the latest access point recorded while
-    /// producing them (at or before their end).
-    Data(Vec<u8>, Option<AccessPoint>),
+    /// Decompressed bytes, the latest access point recorded while
+    /// producing them (at or before their end), and the offset in the
+    /// source just after the bytes taken to produce them.
+    Data(Vec<u8>, Option<AccessPoint>, u64),
     Fail(FailKind),
     /// The end of the input (gzip: every member checked).
     End,
@@ -434,6 +468,16 @@ impl Decoder<'_> {
         match self {
             Decoder::Plain(r) => r.read(buf),
             Decoder::Gzip(d) => d.read(buf),
+        }
+    }
+
+    /// Offset in the source of the first byte not yet taken by the
+    /// decoder, `total` being the decompressed offset of the next output
+    /// byte (plain text: the same offset).
+    fn source_offset(&self, total: u64) -> u64 {
+        match self {
+            Decoder::Plain(_) => total,
+            Decoder::Gzip(d) => d.compressed_offset(),
         }
     }
 
@@ -552,6 +596,9 @@ fn produce<R: Read>(
     // done by this run instead of the next.
     let gzip = matches!(reader, Decoder::Gzip(_));
     let mut to_point: Option<u64> = None;
+    // Live input hands on whatever one read returned: a pipe that is
+    // written slowly must not hold its lines back until 256 KiB have come.
+    let live = shared.opts.flush_interval.is_some();
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             if shared.soft_end.is_some() {
@@ -579,7 +626,7 @@ fn produce<R: Read>(
         };
         buf.resize(size, 0);
         let mut filled = 0;
-        // Fill whole chunks: fewer, larger messages.
+        // Fill whole chunks (fewer, larger messages), except live.
         let res = loop {
             let want = if skip > 0 {
                 // Output handed over before: decoded again, discarded.
@@ -614,7 +661,7 @@ fn produce<R: Read>(
                         if left == 0 || filled == buf.len() {
                             break Ok(false);
                         }
-                    } else if filled == buf.len() || shared.stop.load(Ordering::Relaxed) {
+                    } else if live || filled == buf.len() || shared.stop.load(Ordering::Relaxed) {
                         break Ok(false);
                     }
                 }
@@ -640,7 +687,8 @@ fn produce<R: Read>(
             ))));
             return;
         }
-        if filled > 0 && tx.send(Msg::Data(buf, point.take())).is_err() {
+        let taken = reader.source_offset(total);
+        if filled > 0 && tx.send(Msg::Data(buf, point.take(), taken)).is_err() {
             return; // consumer gone
         }
         match res {
@@ -680,6 +728,98 @@ pub enum LineEvent<'a> {
     Line(&'a [u8]),
     /// A line longer than the maximum (its bytes are discarded).
     TooLong,
+    /// Live reading only ([`InputOptions::flush_interval`]): no line, but the
+    /// oldest data not yet handed over is a flush interval old. The
+    /// consumer should pass on what it holds back (the line number is
+    /// that of the last line).
+    Tick,
+}
+
+/// When live reading wakes its consumer: once the oldest data that
+/// arrived since the last tick is `every` old and the input has then been
+/// quiet for a moment (`every` / 20, at most 20 ms), or at the latest when
+/// that data is 1.25 × `every` old. That also covers "no new line for
+/// `every`": the first data after a tick is at least as old as the last.
+///
+/// Trade-off of the quiet moment: k6 writes its output in bursts (every
+/// 200 ms), and a cut inside a burst can split a k6 group (one more record
+/// and one +1 ns nudge); waiting for the gap after a burst avoids most
+/// splits at the cost of ≤ 25 % more lag. Only data arrival restarts the
+/// clock, so an idle input ticks once after its last data and then sleeps.
+///
+/// Pure (instants are passed in), so the rule is tested without sleeping.
+#[derive(Debug, Clone)]
+pub struct TickRule {
+    every: Duration,
+    quiet: Duration,
+    /// Arrival of the first and of the latest data since the last tick.
+    pending: Option<(Instant, Instant)>,
+}
+
+impl TickRule {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            quiet: (every / 20).min(Duration::from_millis(20)),
+            pending: None,
+        }
+    }
+
+    /// Data arrived at `now`.
+    pub fn data(&mut self, now: Instant) {
+        let first = self.pending.map_or(now, |(f, _)| f);
+        self.pending = Some((first, now));
+    }
+
+    /// When the next tick is due (None: nothing pending).
+    fn due_at(&self) -> Option<Instant> {
+        let (first, last) = self.pending?;
+        let soonest = first + self.every;
+        Some(soonest.max(last + self.quiet).min(soonest + self.every / 4))
+    }
+
+    /// Is a tick due at `now`?
+    pub fn due(&self, now: Instant) -> bool {
+        self.due_at().is_some_and(|t| now >= t)
+    }
+
+    /// A tick was delivered.
+    pub fn ticked(&mut self) {
+        self.pending = None;
+    }
+
+    /// How long to wait for data at `now` before the next tick is due
+    /// (None: nothing pending, wait for data however long it takes).
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        self.due_at().map(|t| t.saturating_duration_since(now))
+    }
+}
+
+/// The next message, or a tick when one is due first (`Some(None)`).
+/// None: the producer is gone.
+fn next_msg(rx: &Receiver<Msg>, rule: &mut Option<TickRule>) -> Option<Option<Msg>> {
+    let Some(rule) = rule else {
+        return rx.recv().ok().map(Some);
+    };
+    loop {
+        let now = Instant::now();
+        if rule.due(now) {
+            rule.ticked();
+            return Some(None);
+        }
+        let msg = match rule.wait(now) {
+            None => rx.recv().ok()?,
+            Some(d) => match rx.recv_timeout(d) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return None,
+            },
+        };
+        if matches!(msg, Msg::Data(..)) {
+            rule.data(Instant::now());
+        }
+        return Some(Some(msg));
+    }
 }
 
 /// What reading an input came to.
@@ -691,7 +831,8 @@ pub struct LinesOutcome {
     /// `Err` for a fatal input error.
     pub result: Result<(), InputError>,
     /// Where to go on when the consumer stopped early (None: the input was
-    /// read to its end, or failed).
+    /// read to its end, or failed, or is live input, which is never
+    /// resumed: see [`InputOptions::flush_interval`]).
     pub stopped_at: Option<InputPosition>,
     /// Decompressed offset just after the last line handed over.
     pub offset: u64,
@@ -702,6 +843,8 @@ pub struct LinesOutcome {
 /// A leading byte-order mark (after decompression: gzip is recognised on
 /// the raw bytes first) is not part of the first line. Returns what was
 /// learned of the input's format, and `Err` for a fatal input error.
+/// With [`InputOptions::flush_interval`], ticks come in between (by the
+/// [`TickRule`] of that interval) even while the source has nothing to give.
 pub fn for_each_line<R, F>(
     source: R,
     name: &str,
@@ -982,10 +1125,27 @@ where
             rest = Some(start.pending[i..].to_vec());
         }
     }
+    let done = |source_at: u64| {
+        shared.progress.bytes_done.store(
+            source_at.saturating_sub(start.source_offset),
+            Ordering::Relaxed,
+        );
+    };
+    let mut rule = opts.flush_interval.map(TickRule::new);
+    let mut stopped_at_tick = false;
     while rest.is_none() {
-        let Ok(msg) = rx.recv() else { break };
-        let (chunk, point) = match msg {
-            Msg::Data(c, p) => (c, p),
+        let Some(msg) = next_msg(&rx, &mut rule) else {
+            break;
+        };
+        let Some(msg) = msg else {
+            if !on_line(split.line_no, LineEvent::Tick) {
+                stopped_at_tick = true;
+                break;
+            }
+            continue;
+        };
+        let (chunk, point, source_at) = match msg {
+            Msg::Data(c, p, at) => (c, p, at),
             Msg::End => break,
             Msg::Fail(k) => {
                 let at = at(split.line_no);
@@ -1008,13 +1168,22 @@ where
         if point.is_some() {
             latest = point;
         }
-        if let Some(i) = split.feed(&chunk, opts.max_line_bytes, on_line) {
-            rest = Some(chunk[i..].to_vec());
+        match split.feed(&chunk, opts.max_line_bytes, on_line) {
+            Some(i) => rest = Some(chunk[i..].to_vec()),
+            None => done(source_at),
         }
         let _ = free.try_send(chunk);
     }
+    if stopped_at_tick || (rest.is_some() && rule.is_some()) {
+        // Live input stopped: no position to go on from (a pipe is not
+        // read again), so nothing of the read-ahead is kept either.
+        shared.stop.store(true, Ordering::Relaxed);
+        return end(&split, Ok(()), None);
+    }
     let Some(mut rest) = rest else {
         split.finish(on_line);
+        let (read, _) = shared.progress.read();
+        shared.progress.bytes_done.store(read, Ordering::Relaxed);
         return end(&split, Ok(()), None);
     };
     // Stopped: take what was read ahead, so that a resumed run need not
@@ -1023,7 +1192,7 @@ where
     let mut source_done = start.source_done;
     loop {
         match rx.recv() {
-            Ok(Msg::Data(chunk, point)) => {
+            Ok(Msg::Data(chunk, point, _)) => {
                 if point.is_some() {
                     latest = point;
                 }
@@ -1097,6 +1266,7 @@ mod tests {
                 match ev {
                     LineEvent::Line(b) => Some(String::from_utf8_lossy(b).into_owned()),
                     LineEvent::TooLong => None,
+                    LineEvent::Tick => panic!("untimed reading never ticks"),
                 },
             ));
             true
@@ -1219,6 +1389,221 @@ mod tests {
     }
 
     #[test]
+    fn tick_rule_waits_for_the_oldest_pending_data_and_a_quiet_moment() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut r = TickRule::new(ms(1000));
+        assert!(!r.due(t0 + ms(5000)), "nothing pending: never due");
+        assert_eq!(r.wait(t0), None);
+        r.data(t0 + ms(100));
+        r.data(t0 + ms(900)); // later data does not postpone the tick
+        assert_eq!(r.wait(t0 + ms(500)), Some(ms(600)));
+        assert!(!r.due(t0 + ms(1099)));
+        assert!(r.due(t0 + ms(1100)));
+        // Data still coming at the 1 s mark: wait for a 20 ms gap.
+        r.data(t0 + ms(1095));
+        assert!(!r.due(t0 + ms(1100)));
+        assert_eq!(r.wait(t0 + ms(1100)), Some(ms(15)));
+        assert!(r.due(t0 + ms(1115)));
+        // A stream without gaps: at the latest 1.25 × the interval.
+        for t in (1100..1400).step_by(5) {
+            r.data(t0 + ms(t));
+        }
+        assert!(!r.due(t0 + ms(1349)));
+        assert!(r.due(t0 + ms(1350)));
+        r.ticked();
+        assert!(!r.due(t0 + ms(9000)));
+        r.data(t0 + ms(2000));
+        assert!(r.due(t0 + ms(3000)));
+        assert_eq!(r.wait(t0 + ms(3500)), Some(Duration::ZERO));
+    }
+
+    /// A pipe: chunks from a channel, each read blocking until one comes.
+    struct Pipe {
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        cur: Vec<u8>,
+    }
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.cur.is_empty() {
+                match self.rx.recv() {
+                    Ok(c) => self.cur = c,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = self.cur.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.cur[..n]);
+            self.cur.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Ev {
+        Line(String),
+        Tick,
+    }
+
+    /// Writes `parts` into a pipe with `gap` between them; returns what
+    /// reading with `tick` saw and when (relative to the start).
+    fn timed(parts: &[&[u8]], gap: Duration, tick: Option<Duration>) -> Vec<(Ev, Duration)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = std::thread::spawn(move || {
+            for p in parts {
+                tx.send(p).unwrap();
+                std::thread::sleep(gap);
+            }
+        });
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let pipe = Pipe {
+            rx,
+            cur: Vec::new(),
+        };
+        let opts = InputOptions {
+            flush_interval: tick,
+            ..Default::default()
+        };
+        let (_, r) = for_each_line(pipe, "t", &opts, Arc::default(), |_, ev| {
+            let e = match ev {
+                LineEvent::Line(b) => Ev::Line(String::from_utf8_lossy(b).into_owned()),
+                LineEvent::TooLong => panic!("no long lines here"),
+                LineEvent::Tick => Ev::Tick,
+            };
+            out.push((e, start.elapsed()));
+            true
+        });
+        r.unwrap();
+        writer.join().unwrap();
+        out
+    }
+
+    #[test]
+    fn timed_reading_ticks_while_the_source_is_idle() {
+        let gap = Duration::from_millis(400);
+        let parts: [&[u8]; 3] = [b"a\nb\npar", b"tial\n", b"c\n"];
+        let got = timed(&parts, gap, Some(Duration::from_millis(100)));
+        let evs: Vec<&Ev> = got.iter().map(|(e, _)| e).collect();
+        let line = |s: &str| Ev::Line(s.into());
+        // Lines come as soon as they are complete (not when 256 KiB have
+        // come), a tick follows each burst once its data is 100 ms old,
+        // and a line split across the idle time is still one line.
+        assert_eq!(
+            evs,
+            [
+                &line("a"),
+                &line("b"),
+                &Ev::Tick,
+                &line("partial"),
+                &Ev::Tick,
+                &line("c"),
+                &Ev::Tick
+            ]
+        );
+        let at = |i: usize| got[i].1;
+        assert!(at(0) < Duration::from_millis(300), "{:?}", at(0));
+        assert!(
+            at(2) >= Duration::from_millis(100) && at(2) < gap,
+            "{:?}",
+            at(2)
+        );
+        assert!(at(3) >= gap, "{:?}", at(3));
+        // Untimed: the same lines, no ticks.
+        let plain = timed(&parts, Duration::from_millis(20), None);
+        let lines: Vec<&Ev> = plain.iter().map(|(e, _)| e).collect();
+        assert_eq!(
+            lines,
+            [&line("a"), &line("b"), &line("partial"), &line("c")]
+        );
+    }
+
+    /// Live input is never resumed: a stop, at a tick or at a line, hands
+    /// back no position (a file stopped the same way does).
+    #[test]
+    fn a_stopped_live_reading_has_no_position() {
+        for stop_at_tick in [true, false] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            // The reading thread ends with the pipe's next read (here its
+            // end), as it would with a writer that goes on.
+            let writer = std::thread::spawn(move || {
+                tx.send(b"a\nb\n".to_vec()).unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+            });
+            let pipe = Pipe {
+                rx,
+                cur: Vec::new(),
+            };
+            let opts = InputOptions {
+                flush_interval: Some(Duration::from_millis(20)),
+                ..Default::default()
+            };
+            let mut seen = Vec::new();
+            let out = for_each_line_from(pipe, "t", &opts, Arc::default(), None, |n, ev| {
+                let tick = matches!(ev, LineEvent::Tick);
+                seen.push((n, tick));
+                if tick {
+                    !stop_at_tick
+                } else {
+                    stop_at_tick || n < 2
+                }
+            });
+            writer.join().unwrap();
+            out.result.unwrap();
+            assert!(out.stopped_at.is_none(), "{seen:?}");
+            let want: &[(u64, bool)] = if stop_at_tick {
+                &[(1, false), (2, false), (2, true)]
+            } else {
+                &[(1, false), (2, false)]
+            };
+            assert_eq!(seen, want);
+        }
+        let file = b"a\nb\nc\n";
+        let out = for_each_line_from(
+            &file[..],
+            "t",
+            &InputOptions::default(),
+            Arc::default(),
+            None,
+            |n, _| n < 2,
+        );
+        let p = out.stopped_at.unwrap();
+        assert_eq!((p.lines, p.offset, &p.pending[..]), (2, 4, &b"c\n"[..]));
+    }
+
+    #[test]
+    fn done_position_follows_the_lines_not_the_read_ahead() {
+        let data: Vec<u8> = (0..400_000u64)
+            .flat_map(|i| format!("line {i} {}\n", i * 7919 % 1000).into_bytes())
+            .collect();
+        for input in [gz(&data), data.clone()] {
+            let progress: Arc<Progress> = Arc::default();
+            let p2 = progress.clone();
+            let mut seen: Vec<(u64, u64)> = Vec::new();
+            let (_, r) = for_each_line(
+                &input[..],
+                "t",
+                &InputOptions::default(),
+                progress.clone(),
+                |n, _| {
+                    if n % 20_000 == 1 {
+                        seen.push((p2.done(), p2.read().0));
+                    }
+                    true
+                },
+            );
+            r.unwrap();
+            assert_eq!(seen[0].0, 0, "nothing is done before the first chunk");
+            assert!(seen[0].1 > 0, "but the reader is ahead");
+            assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+            assert!(seen.iter().all(|(d, r)| d <= r), "{seen:?}");
+            assert!(seen.iter().any(|(d, _)| *d > 0));
+            assert_eq!(progress.done(), input.len() as u64);
+            assert_eq!(progress.read().0, input.len() as u64);
+        }
+    }
+
+    #[test]
     fn early_stop() {
         let data: Vec<u8> = (0..200_000)
             .flat_map(|i| format!("{i}\n").into_bytes())
@@ -1335,6 +1720,7 @@ mod resume_tests {
                 match ev {
                     LineEvent::Line(b) => Some(b.to_vec()),
                     LineEvent::TooLong => None,
+                    LineEvent::Tick => panic!("untimed reading never ticks"),
                 },
             ));
             stop_after != Some(events.len())

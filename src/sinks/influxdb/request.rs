@@ -326,6 +326,11 @@ impl crate::core::pipeline::Encoder for InfluxEncoder {
         out
     }
 
+    /// Also the live flush ([`Encoder::flush`]'s default): `take` leaves
+    /// the encoder empty but going on, with the next sequence number and
+    /// the collision guard's memory.
+    ///
+    /// [`Encoder::flush`]: crate::core::pipeline::Encoder::flush
     fn finish(&mut self, report: &mut RunReport) -> Option<InfluxRequest> {
         (!self.records.is_empty()).then(|| self.take(report))
     }
@@ -536,6 +541,32 @@ mod tests {
         // The moved record's lines carry the new time.
         let lines = parse_lines_with(Dialect::Portable, req.record_text(1)).unwrap();
         assert!(lines.iter().all(|p| p.time_ns == 6));
+    }
+
+    /// A live flush sends the partial request and the sequence goes on:
+    /// the next request numbers on, holds only its own lines, and a
+    /// collision with a record already sent is still caught.
+    #[test]
+    fn a_live_flush_goes_on_with_the_sequence_and_the_guard() {
+        let mut e = encoder(1000, 1 << 20);
+        let mut rep = RunReport::default();
+        assert!(e.push(http(5, "n", "1"), &mut rep).is_none());
+        let first = e.flush(&mut rep).unwrap();
+        assert!(e.flush(&mut rep).is_none(), "nothing held back");
+        e.push(http(5, "n", "2"), &mut rep);
+        e.push(http(9, "n", "1"), &mut rep);
+        let second = e.flush(&mut rep).unwrap();
+        assert_eq!((first.seq, second.seq), (0, 1));
+        assert_eq!((first.records.len(), second.records.len()), (1, 2));
+        assert_eq!(second.ends.first().map(|&(_, l)| l), Some(2));
+        assert_eq!(second.line_count(), 4);
+        let lines =
+            parse_lines_with(Dialect::Portable, &String::from_utf8_lossy(&second.body)).unwrap();
+        let times: Vec<i64> = lines.iter().map(|p| p.time_ns).collect();
+        assert_eq!(times, [6, 6, 9, 9], "moved past the record sent before");
+        assert_eq!((rep.nudged, rep.batches), (1, 2));
+        e.push(http(20, "n", "1"), &mut rep);
+        assert_eq!(e.finish(&mut rep).unwrap().seq, 2);
     }
 
     #[test]

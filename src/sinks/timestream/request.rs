@@ -251,6 +251,25 @@ mod tests {
         }
     }
 
+    /// A live flush ([`Encoder::flush`]'s default, `finish`) sends the
+    /// partial request and the batcher goes on: numbering continues, and
+    /// a conflict with a record already sent is still nudged.
+    #[test]
+    fn a_live_flush_goes_on_with_the_sequence_and_the_guard() {
+        use crate::core::pipeline::Encoder;
+        let mut b = Batcher::new(DataModel::Single, 60);
+        let mut rep = RunReport::default();
+        assert!(b.push(rec(&[("a", "1")], 10, "1"), &mut rep).is_none());
+        let first = b.flush(&mut rep).unwrap();
+        assert!(b.flush(&mut rep).is_none(), "nothing held back");
+        b.push(rec(&[("a", "1")], 10, "2"), &mut rep);
+        let second = b.flush(&mut rep).unwrap();
+        assert_eq!((first.seq, second.seq), (0, 1));
+        assert_eq!(second.records.len(), 1);
+        assert_eq!(second.records[0].time_ns, 11);
+        assert_eq!((rep.nudged, rep.batches), (1, 2));
+    }
+
     #[test]
     fn nudges_conflicts_not_duplicates() {
         let mut g = CollisionGuard::new(60);

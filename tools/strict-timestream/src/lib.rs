@@ -254,6 +254,19 @@ pub struct StoredMeasure {
     pub magnetic: bool,
 }
 
+/// When a stored record arrived (for latency figures: how long after its own time a
+/// record got here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// The record's time, ns since the Unix epoch.
+    pub time_ns: i64,
+    /// Wall-clock time the server stored it (its latest version), ns since the Unix epoch.
+    /// Identical duplicates do not change it.
+    pub arrived_unix_ns: i64,
+    /// Measures it holds (values of a MULTI record).
+    pub measures: usize,
+}
+
 /// Counters since the start or the last reset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -533,6 +546,15 @@ impl ServerHandle {
     /// Stored measures of a table in arrival order (empty if the table does not exist).
     pub fn records(&self, database: &str, table: &str) -> Vec<StoredMeasure> {
         self.shared.records(database, table).unwrap_or_default()
+    }
+
+    /// When each stored record of a table arrived, in arrival order (empty if the table does
+    /// not exist).
+    pub fn arrivals(&self, database: &str, table: &str) -> Vec<Arrival> {
+        self.shared
+            .table(database, table)
+            .map(|t| t.lock().expect("table lock").arrivals())
+            .unwrap_or_default()
     }
 
     /// Number of stored measures of a table, without copying them.

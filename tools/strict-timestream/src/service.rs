@@ -318,6 +318,7 @@ fn process_write(
         (0u64, 0u64, 0u64, 0u64, 0u64);
     {
         let mut t = table.lock().expect("table lock");
+        let arrived = i64::try_from(now_ns()).unwrap_or(i64::MAX);
         for (index, p) in prepared.into_iter().enumerate() {
             let p = match p {
                 Ok(p) => p,
@@ -330,7 +331,7 @@ fn process_write(
                     continue;
                 }
             };
-            match t.apply(&p) {
+            match t.apply_at(&p, arrived) {
                 Outcome::Rejected {
                     reason,
                     existing_version,

@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::validate::{MeasureKind, Prepared, PreparedValue, MAX_DIMENSIONS, MAX_MEASURE_NAMES};
-use crate::{StoredMeasure, TableConfig, ValueType};
+use crate::{Arrival, StoredMeasure, TableConfig, ValueType};
 
 type Series = Arc<[(Arc<str>, Arc<str>)]>;
 /// Values of a MULTI record: (name, type, value), sorted by name.
@@ -61,6 +61,9 @@ struct Entry {
     version: i64,
     magnetic: bool,
     value: EntryValue,
+    /// Wall-clock time the record (or its latest version) was stored, ns
+    /// since the Unix epoch.
+    arrived_ns: i64,
 }
 
 #[derive(Debug, Default)]
@@ -188,8 +191,15 @@ impl Table {
         }
     }
 
-    /// Applies the schema, quota and version rules to one prepared record and stores it.
+    /// [`Table::apply_at`] without an arrival time.
+    #[cfg(test)]
     pub(crate) fn apply(&mut self, p: &Prepared<'_>) -> Outcome {
+        self.apply_at(p, 0)
+    }
+
+    /// Applies the schema, quota and version rules to one prepared record and stores it,
+    /// noting `arrived_ns` (wall clock, ns since the epoch) for a new or updated record.
+    pub(crate) fn apply_at(&mut self, p: &Prepared<'_>, arrived_ns: i64) -> Outcome {
         let d = &mut self.data;
         let kind = p.value.kind();
 
@@ -294,6 +304,7 @@ impl Table {
                 e.value = value;
                 e.version = p.version;
                 e.magnetic = p.magnetic;
+                e.arrived_ns = arrived_ns;
                 return Outcome::Upserted;
             }
         }
@@ -333,6 +344,7 @@ impl Table {
             version: p.version,
             magnetic: p.magnetic,
             value,
+            arrived_ns,
         });
         d.index.insert((sid, mid, p.time_ns), idx);
         Outcome::Stored
@@ -346,6 +358,19 @@ impl Table {
     /// Drops every record and the learned schema.
     pub(crate) fn clear(&mut self) {
         self.data = TableData::default();
+    }
+
+    /// When each stored record arrived, in arrival order.
+    pub(crate) fn arrivals(&self) -> Vec<Arrival> {
+        self.data
+            .entries
+            .iter()
+            .map(|e| Arrival {
+                time_ns: e.time_ns,
+                arrived_unix_ns: e.arrived_ns,
+                measures: value_count(&e.value),
+            })
+            .collect()
     }
 
     /// The stored measures, in arrival order.
@@ -470,6 +495,37 @@ mod tests {
             Outcome::Stored
         );
         assert_eq!(t.measure_count(), 3);
+    }
+
+    #[test]
+    fn arrivals_are_noted_for_new_and_updated_records_only() {
+        let mut t = table();
+        let r = single(&[("h", "a")], "cpu", 7, "1");
+        assert_eq!(t.apply_at(&r, 100), Outcome::Stored);
+        assert_eq!(t.apply_at(&r, 200), Outcome::Duplicate);
+        let v2 = Prepared {
+            version: 2,
+            ..single(&[("h", "a")], "cpu", 7, "2")
+        };
+        assert_eq!(
+            t.apply_at(&single(&[("h", "b")], "cpu", 8, "1"), 300),
+            Outcome::Stored
+        );
+        let a = t.arrivals();
+        assert_eq!(
+            a.iter()
+                .map(|x| (x.time_ns, x.arrived_unix_ns))
+                .collect::<Vec<_>>(),
+            [(7, 100), (8, 300)],
+            "a duplicate leaves the first arrival"
+        );
+        assert_eq!(t.apply_at(&v2, 400), Outcome::Upserted);
+        assert_eq!(
+            t.arrivals()[0].arrived_unix_ns,
+            400,
+            "an upsert is a new arrival"
+        );
+        assert_eq!(t.arrivals()[0].measures, 1);
     }
 
     #[test]

@@ -734,3 +734,51 @@ async fn concurrent_writers_are_all_stored() {
     assert_eq!(server.stats().records_stored, 4000);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn arrivals_carry_the_wall_clock_of_storing() {
+    let server = start(vec![TableConfig::new(DB, TABLE)]).await;
+    let c = strict_client(&server);
+    let t = now_ms() - 5_000;
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    };
+    let before = wall();
+    write(&c, TABLE, vec![double(&[("h", "a")], "cpu", "1", t)])
+        .await
+        .unwrap();
+    let between = wall();
+    write(
+        &c,
+        TABLE,
+        vec![
+            double(&[("h", "a")], "cpu", "1", t),
+            multi(
+                &[("h", "b")],
+                "m",
+                &[
+                    ("x", "1", MeasureValueType::Double),
+                    ("y", "2", MeasureValueType::Double),
+                ],
+                t + 1,
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let after = wall();
+    let a = server.arrivals(DB, TABLE);
+    assert_eq!(a.len(), 2, "the duplicate is not a second arrival: {a:?}");
+    assert_eq!(a[0].time_ns, t * 1_000_000);
+    assert!((before..=between).contains(&a[0].arrived_unix_ns), "{a:?}");
+    assert!((between..=after).contains(&a[1].arrived_unix_ns), "{a:?}");
+    assert_eq!((a[0].measures, a[1].measures), (1, 2));
+    // A record's lag is its arrival minus its time: 5 s here, give or take the call.
+    let lag_ms = (a[0].arrived_unix_ns - a[0].time_ns) / 1_000_000;
+    assert!((5_000..6_000).contains(&lag_ms), "{lag_ms}");
+    assert!(server.arrivals(DB, "missing").is_empty());
+    server.shutdown().await;
+}
