@@ -3,7 +3,7 @@
 use crate::core::convert::{ConvertOptions, Converter};
 use crate::core::input::{for_each_line, InputError, InputOptions, LineEvent, Progress};
 use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
-use crate::core::k6::{parse_line, Line};
+use crate::core::k6::{fast::parse_line, Line};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
 use std::io::Read;

@@ -160,8 +160,84 @@ fn truncate_chars(v: &mut String, max_chars: usize) -> bool {
     }
 }
 
+impl Group {
+    /// Can `measure` join (given the same time and dimensions)?
+    fn takes(&self, measure: &str) -> bool {
+        self.size + measure.len() + limits::DOUBLE_BYTES as usize <= limits::MAX_RECORD_BYTES
+            && self.measures.len() < limits::MAX_MEASURES_PER_RECORD
+            && !self.measures.iter().any(|(n, _)| n == measure)
+    }
+
+    fn push(&mut self, measure: String, value: String, line: u64) {
+        self.size += measure.len() + limits::DOUBLE_BYTES as usize;
+        self.measures.push((measure, value));
+        self.lines.push(line);
+    }
+}
+
+/// The tags and metadata of the point that started the current MULTI
+/// group (one text plus the lengths of its pieces, buffers reused), the
+/// naming generation its dimensions were built under, and the adjustments
+/// building them reported.
+///
+/// Most points carry exactly the tags of the point before them (k6 writes
+/// an HTTP request's ten metrics with one tag set), so comparing them with
+/// this is all it takes to know their dimensions: building, sorting and
+/// comparing the dimension list was most of the converter's time.
+#[derive(Default)]
+struct Source {
+    text: String,
+    lens: Vec<(usize, usize)>,
+    tags: usize,
+    gen: u64,
+    adjusts: Vec<&'static str>,
+    /// Spare list for the next point's adjustments (swapped with `adjusts`).
+    log: Vec<&'static str>,
+}
+
+impl Source {
+    fn set(&mut self, p: &Point<'_>, gen: u64, log: Vec<&'static str>) {
+        self.text.clear();
+        self.lens.clear();
+        for (k, v) in p.tags.iter().chain(&p.metadata) {
+            self.text.push_str(k);
+            self.text.push_str(v);
+            self.lens.push((k.len(), v.len()));
+        }
+        self.tags = p.tags.len();
+        self.gen = gen;
+        self.log = std::mem::replace(&mut self.adjusts, log);
+    }
+
+    /// Does `p` carry exactly these tags and metadata (same keys, values
+    /// and order), with names generation `gen`?
+    fn describes(&self, p: &Point<'_>, gen: u64) -> bool {
+        if self.gen != gen
+            || p.tags.len() != self.tags
+            || p.tags.len() + p.metadata.len() != self.lens.len()
+        {
+            return false;
+        }
+        let text = self.text.as_bytes();
+        let mut at = 0;
+        for ((k, v), &(kl, vl)) in p.tags.iter().chain(&p.metadata).zip(&self.lens) {
+            if k.len() != kl || v.len() != vl {
+                return false;
+            }
+            let (ke, ve) = (at + kl, at + kl + vl);
+            if text[at..ke] != *k.as_bytes() || text[ke..ve] != *v.as_bytes() {
+                return false;
+            }
+            at = ve;
+        }
+        true
+    }
+}
+
 struct Group {
     time_ns: i64,
+    /// Index (into [`Converter::states`]) of the metric that started it.
+    metric: usize,
     /// The dimensions before the record-size rule, when it changed them
     /// (what later points of the group are compared with).
     raw_dims: Option<Vec<Dimension>>,
@@ -172,10 +248,28 @@ struct Group {
     size: usize,
 }
 
+/// What the converter knows of one k6 metric: one hash lookup per point
+/// instead of three (kind, known name, measure name) and no per-point
+/// naming rules.
+struct MetricState {
+    /// `counter`, …, or `unknown` until a `Metric` line defines it.
+    kind: &'static str,
+    /// The measure name and the adjustments that produced it, computed on
+    /// the metric's first point that is not dropped (naming it registers a
+    /// renamed measure name in `metric_names`).
+    measure: Option<(String, Vec<&'static str>)>,
+    /// Measures of the last record this metric started: the capacity of
+    /// the next such record's measure and line lists (an HTTP request's
+    /// record has 10; growing them from 1 took three reallocations each).
+    group_hint: usize,
+}
+
 /// Stateful converter: feed it points in input order.
 pub struct Converter {
     opts: ConvertOptions,
-    kinds: HashMap<String, MetricKind, FnvBuild>,
+    /// Metric name → index into `states`.
+    metrics: HashMap<String, usize, FnvBuild>,
+    states: Vec<MetricState>,
     metric_names: HashSet<String, FnvBuild>,
     group: Option<Group>,
     /// Bumped whenever `metric_names` grows (invalidates `tag_memo`).
@@ -185,6 +279,12 @@ pub struct Converter {
     /// the same order, so one string compare replaces the rule checks and
     /// the hash lookup per tag.
     tag_memo: Vec<NameMemo>,
+    /// Always empty: the allocation of the last point's dimension list,
+    /// reused by the next point (most points join the current group, so
+    /// their list is only compared and then dropped).
+    scratch: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    /// Where the current group's dimensions came from.
+    source: Source,
 }
 
 struct NameMemo {
@@ -205,18 +305,42 @@ impl Converter {
         }
         Self {
             opts,
-            kinds: HashMap::default(),
+            metrics: HashMap::default(),
+            states: Vec::new(),
             metric_names,
             group: None,
             names_gen: 0,
             tag_memo: Vec::new(),
+            scratch: Vec::new(),
+            source: Source::default(),
         }
+    }
+
+    /// The index of `metric`'s state, created on first sight (with the
+    /// name registered: no dimension may take a metric's name).
+    fn metric_index(&mut self, metric: &str) -> usize {
+        if let Some(&i) = self.metrics.get(metric) {
+            return i;
+        }
+        if !self.metric_names.contains(metric) {
+            self.metric_names.insert(metric.to_owned());
+            self.names_gen += 1;
+        }
+        let i = self.states.len();
+        self.states.push(MetricState {
+            kind: "unknown",
+            measure: None,
+            group_hint: 1,
+        });
+        self.metrics.insert(metric.to_owned(), i);
+        i
     }
 
     /// A `Metric` definition line.
     pub fn define_metric(&mut self, name: &str, kind: Option<MetricKind>) {
         if let Some(k) = kind {
-            self.kinds.insert(name.to_owned(), k);
+            let i = self.metric_index(name);
+            self.states[i].kind = k.as_str();
         }
         if !self.metric_names.contains(name) {
             self.metric_names.insert(name.to_owned());
@@ -224,33 +348,39 @@ impl Converter {
         }
     }
 
-    /// The measure name of a metric. Every name handed out is remembered,
-    /// so no dimension is ever given the name of a measure.
-    fn measure_name(&mut self, metric: &str, report: &mut RunReport) -> String {
+    /// The measure name of a metric and the adjustments it takes. Every
+    /// name handed out is remembered, so no dimension is ever given the
+    /// name of a measure.
+    fn measure_name(&mut self, metric: &str) -> (String, Vec<&'static str>) {
+        let mut adjusts = Vec::new();
         let mut name = if metric.contains(':') {
-            report.adjust("measure_name_colon_replaced");
+            adjusts.push("measure_name_colon_replaced");
             metric.replace(':', "_")
         } else {
             metric.to_owned()
         };
         if is_reserved(&name) {
-            report.adjust("measure_renamed_reserved");
+            adjusts.push("measure_renamed_reserved");
             name = format!("k6_{name}");
         }
         if name.len() > limits::MAX_MEASURE_NAME_BYTES {
-            report.adjust("measure_name_truncated");
+            adjusts.push("measure_name_truncated");
             name = shorten_name(&name, limits::MAX_MEASURE_NAME_BYTES);
         }
         if name != metric && !self.metric_names.contains(&name) {
             self.metric_names.insert(name.clone());
             self.names_gen += 1;
         }
-        name
+        (name, adjusts)
     }
 
     /// The dimension name for a tag/metadata key (None: left out).
-    fn dim_name<'n>(&self, name: &'n str, report: &mut RunReport) -> Option<Cow<'n, str>> {
-        self.dim_name_with(name, &mut |a| report.adjust(a))
+    fn dim_name<'n>(
+        &self,
+        name: &'n str,
+        adjust: &mut dyn FnMut(&'static str),
+    ) -> Option<Cow<'n, str>> {
+        self.dim_name_with(name, adjust)
     }
 
     /// [`Self::dim_name`] through the positional memo (tags only).
@@ -258,12 +388,12 @@ impl Converter {
         &mut self,
         slot: usize,
         name: &'n str,
-        report: &mut RunReport,
+        adjust: &mut dyn FnMut(&'static str),
     ) -> Option<Cow<'n, str>> {
         if let Some(m) = self.tag_memo.get(slot) {
             if m.gen == self.names_gen && m.key == name {
                 for a in &m.adjusts {
-                    report.adjust(a);
+                    adjust(a);
                 }
                 return match &m.out {
                     None => None,
@@ -275,7 +405,7 @@ impl Converter {
         let mut adjusts = Vec::new();
         let out = self.dim_name_with(name, &mut |a| adjusts.push(a));
         for a in &adjusts {
-            report.adjust(a);
+            adjust(a);
         }
         let memo = NameMemo {
             key: name.to_owned(),
@@ -331,18 +461,19 @@ impl Converter {
     fn dimensions<'p>(
         &mut self,
         p: &'p Point<'_>,
-        report: &mut RunReport,
+        adjust: &mut dyn FnMut(&'static str),
     ) -> Vec<(Cow<'p, str>, Cow<'p, str>)> {
         let mut dims: Vec<(Cow<'p, str>, Cow<'p, str>)> =
-            Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
+            recycle(std::mem::take(&mut self.scratch));
+        dims.reserve(p.tags.len() + p.metadata.len() + 2);
         let push = |dims: &mut Vec<(Cow<'p, str>, Cow<'p, str>)>,
                     name: Cow<'p, str>,
                     value: &'p str,
-                    report: &mut RunReport| {
+                    adjust: &mut dyn FnMut(&'static str)| {
             let value = if value.len() > limits::MAX_VALUE_CHARS
                 && value.chars().count() > limits::MAX_VALUE_CHARS
             {
-                report.adjust("dimension_value_truncated");
+                adjust("dimension_value_truncated");
                 let mut v = value.to_owned();
                 truncate_chars(&mut v, limits::MAX_VALUE_CHARS);
                 Cow::Owned(v)
@@ -353,42 +484,42 @@ impl Converter {
         };
         for (i, (k, v)) in p.tags.iter().enumerate() {
             if v.is_empty() {
-                report.adjust("dimension_empty_value_omitted");
+                adjust("dimension_empty_value_omitted");
                 continue;
             }
-            if let Some(n) = self.tag_name(i, k, report) {
-                push(&mut dims, n, v, report);
+            if let Some(n) = self.tag_name(i, k, adjust) {
+                push(&mut dims, n, v, adjust);
             }
         }
         for (k, v) in &p.metadata {
             if v.is_empty() {
-                report.adjust("dimension_empty_value_omitted");
+                adjust("dimension_empty_value_omitted");
                 continue;
             }
             let n = if p.tags.iter().any(|(t, _)| t == k) {
-                report.adjust("metadata_renamed_tag_clash");
+                adjust("metadata_renamed_tag_clash");
                 let renamed = format!("meta_{k}");
-                self.dim_name(&renamed, report)
+                self.dim_name(&renamed, adjust)
                     .map(|c| Cow::Owned(c.into_owned()))
             } else {
-                self.dim_name(k, report)
+                self.dim_name(k, adjust)
             };
             if let Some(n) = n {
-                push(&mut dims, n, v, report);
+                push(&mut dims, n, v, adjust);
             }
         }
         // "Has a tag" is judged on the point's own keys, before renames.
         let has = |n: &str| p.tags.iter().any(|(k, v)| k == n && !v.is_empty());
         if let Some(t) = &self.opts.testid {
             if !has("testid") && !t.is_empty() {
-                if let Some(n) = self.dim_name("testid", report) {
+                if let Some(n) = self.dim_name("testid", adjust) {
                     dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone())));
                 }
             }
         }
         for (k, v) in &self.opts.extra_dimensions {
             if !has(k) && !v.is_empty() {
-                if let Some(n) = self.dim_name(k, report) {
+                if let Some(n) = self.dim_name(k, adjust) {
                     dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone())));
                 }
             }
@@ -397,10 +528,10 @@ impl Converter {
         let before = dims.len();
         dims.dedup_by(|b, a| a.0 == b.0);
         for _ in dims.len()..before {
-            report.adjust("dimension_duplicate_omitted");
+            adjust("dimension_duplicate_omitted");
         }
         if dims.len() > limits::MAX_DIMENSIONS {
-            report.adjust("dimension_limit_exceeded");
+            adjust("dimension_limit_exceeded");
             dims.truncate(limits::MAX_DIMENSIONS);
         }
         dims
@@ -420,12 +551,8 @@ impl Converter {
         emit: &mut dyn FnMut(Record),
     ) {
         report.points += 1;
-        let kind = self.kinds.get(&*p.metric).map_or("unknown", |k| k.as_str());
-        crate::core::report::bump_key(&mut report.points_by_kind, kind);
-        if !self.metric_names.contains(&*p.metric) {
-            self.metric_names.insert(p.metric.to_string());
-            self.names_gen += 1;
-        }
+        let metric = self.metric_index(&p.metric);
+        crate::core::report::bump_key(&mut report.points_by_kind, self.states[metric].kind);
         let time_ns = match time {
             Ok(t) if t >= 0 => t,
             _ => {
@@ -438,12 +565,47 @@ impl Converter {
             return;
         }
         let value = format_value(p.value);
-        let measure = self.measure_name(&p.metric, report);
-        let borrowed = self.dimensions(p, report);
+        if self.states[metric].measure.is_none() {
+            self.states[metric].measure = Some(self.measure_name(&p.metric));
+        }
+        let (name, adjusts) = self.states[metric].measure.as_ref().expect("named above");
+        for a in adjusts {
+            report.adjust(a);
+        }
+        let measure = name.clone();
+        if self.opts.model == DataModel::Multi
+            && self.group.is_some()
+            && self.source.describes(p, self.names_gen)
+        {
+            // The tags and metadata of the point that started the current
+            // group under the same naming state: the same dimensions (a
+            // pure function of those), with the same adjustments.
+            for a in &self.source.adjusts {
+                report.adjust(a);
+            }
+            report.measures += 1;
+            let g = self.group.as_mut().expect("checked above");
+            if g.time_ns == time_ns && g.takes(&measure) {
+                g.push(measure, value, line);
+                return;
+            }
+            let dims = g.raw_dims.clone().unwrap_or_else(|| g.dims.clone());
+            self.flush(emit);
+            self.start_group(dims, time_ns, metric, (measure, value), line, report);
+            return;
+        }
+        let mut log = std::mem::take(&mut self.source.log);
+        log.clear();
+        let borrowed = self.dimensions(p, &mut |a| {
+            report.adjust(a);
+            log.push(a);
+        });
         if borrowed.is_empty() {
             // Timestream needs ≥ 1 dimension. Only possible with the
             // testid turned off and a point without tags or metadata.
             report.drop_point("no_dimensions", line);
+            self.scratch = recycle(borrowed);
+            self.source.log = log;
             return;
         }
         report.measures += 1;
@@ -460,9 +622,9 @@ impl Converter {
                     time_ns,
                     lines: vec![line],
                 });
+                self.source.log = log;
             }
             DataModel::Multi => {
-                let add = measure.len() + limits::DOUBLE_BYTES as usize;
                 if let Some(g) = &mut self.group {
                     let raw = g.raw_dims.as_ref().unwrap_or(&g.dims);
                     let same = g.time_ns == time_ns
@@ -471,40 +633,60 @@ impl Converter {
                             .iter()
                             .zip(&borrowed)
                             .all(|(a, b)| a.name == b.0 && a.value == b.1);
-                    if same
-                        && g.size + add <= limits::MAX_RECORD_BYTES
-                        && g.measures.len() < limits::MAX_MEASURES_PER_RECORD
-                        && !g.measures.iter().any(|(n, _)| *n == measure)
-                    {
-                        g.measures.push((measure, value));
-                        g.lines.push(line);
-                        g.size += add;
+                    if same && g.takes(&measure) {
+                        g.push(measure, value, line);
+                        self.scratch = recycle(borrowed);
+                        self.source.log = log;
                         return;
                     }
                 }
+                self.source.set(p, self.names_gen, log);
+                let dims = owned(borrowed);
                 self.flush(emit);
-                let mut dims = owned(borrowed);
-                let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
-                // Keep the original only when the size rule changed it.
-                let raw_dims =
-                    (fixed + dims_bytes(&dims) > limits::MAX_RECORD_BYTES).then(|| dims.clone());
-                fit_record(&mut dims, fixed, report);
-                let size = fixed + dims_bytes(&dims);
-                self.group = Some(Group {
-                    time_ns,
-                    raw_dims,
-                    dims,
-                    measures: vec![(measure, value)],
-                    lines: vec![line],
-                    size,
-                });
+                self.start_group(dims, time_ns, metric, (measure, value), line, report);
             }
         }
+    }
+
+    /// Starts a MULTI group with its first measure (the size rule applied
+    /// to `dims`).
+    fn start_group(
+        &mut self,
+        mut dims: Vec<Dimension>,
+        time_ns: i64,
+        metric: usize,
+        first: (String, String),
+        line: u64,
+        report: &mut RunReport,
+    ) {
+        let add = first.0.len() + limits::DOUBLE_BYTES as usize;
+        let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
+        // Keep the original only when the size rule changed it.
+        let raw_dims =
+            (fixed + dims_bytes(&dims) > limits::MAX_RECORD_BYTES).then(|| dims.clone());
+        fit_record(&mut dims, fixed, report);
+        let size = fixed + dims_bytes(&dims);
+        let capacity = self.states[metric].group_hint;
+        let mut measures = Vec::with_capacity(capacity);
+        measures.push(first);
+        let mut lines = Vec::with_capacity(capacity);
+        lines.push(line);
+        self.group = Some(Group {
+            time_ns,
+            metric,
+            raw_dims,
+            dims,
+            measures,
+            lines,
+            size,
+        });
     }
 
     /// Emits the pending MULTI group, if any (end of input, or before a stop).
     pub fn flush(&mut self, emit: &mut dyn FnMut(Record)) {
         if let Some(g) = self.group.take() {
+            // Bounded: a record has at most 256 measures.
+            self.states[g.metric].group_hint = g.measures.len();
             emit(Record {
                 dimensions: g.dims,
                 measure_name: self.opts.multi_measure_name.clone(),
@@ -514,6 +696,13 @@ impl Converter {
             });
         }
     }
+}
+
+/// An empty list of another lifetime in the allocation of `v` (same
+/// element layout: `collect` reuses the buffer in place, no allocation).
+fn recycle<'b>(mut v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<(Cow<'b, str>, Cow<'b, str>)> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("cleared")).collect()
 }
 
 fn owned(v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<Dimension> {
@@ -709,6 +898,67 @@ mod tests {
             assert_eq!(rep.adjusted["dimension_name_truncated"], 1);
             assert!(rep.adjusted["record_size_reduced"] >= 1);
         }
+    }
+
+    #[test]
+    fn recycled_dimension_lists_keep_their_allocation() {
+        let mut v: Vec<(Cow<'static, str>, Cow<'static, str>)> = Vec::with_capacity(13);
+        v.push((Cow::Borrowed("a"), Cow::Borrowed("b")));
+        let (ptr, cap) = (v.as_ptr() as usize, v.capacity());
+        let local = String::from("x");
+        let mut w: Vec<(Cow<'_, str>, Cow<'_, str>)> = recycle(v);
+        assert!(w.is_empty());
+        assert_eq!((w.as_ptr() as usize, w.capacity()), (ptr, cap));
+        w.push((Cow::Borrowed(&local), Cow::Borrowed(&local)));
+        let back: Vec<(Cow<'static, str>, Cow<'static, str>)> = recycle(w);
+        assert_eq!((back.as_ptr() as usize, back.capacity()), (ptr, cap));
+    }
+
+    /// The per-metric state follows `Metric` lines that come late or
+    /// change a kind, and measure-name adjustments are counted per point.
+    #[test]
+    fn metric_state_follows_definitions() {
+        let l = |m: &str| {
+            format!(
+                r#"{{"type":"Point","metric":"{m}","data":{{"time":"2024-03-01T11:34:05Z","value":1,"tags":{{"a":"b"}}}}}}"#
+            )
+        };
+        let mut c = Converter::new(ConvertOptions {
+            model: DataModel::Single,
+            ..Default::default()
+        });
+        let mut rep = RunReport::default();
+        let mut out = Vec::new();
+        let push = |c: &mut Converter, rep: &mut RunReport, out: &mut Vec<Record>, m: &str| {
+            let line = l(m);
+            let p = point(&line);
+            let t = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+            c.push_point(&p, t, 1, rep, &mut |r| out.push(r));
+        };
+        push(&mut c, &mut rep, &mut out, "m");
+        c.define_metric("m", Some(MetricKind::Trend));
+        push(&mut c, &mut rep, &mut out, "m");
+        c.define_metric("m", Some(MetricKind::Counter));
+        push(&mut c, &mut rep, &mut out, "m");
+        c.define_metric("m", None);
+        push(&mut c, &mut rep, &mut out, "m");
+        let kinds: Vec<_> = rep
+            .points_by_kind
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(kinds, [("counter", 2), ("trend", 1), ("unknown", 1)]);
+        for _ in 0..3 {
+            push(&mut c, &mut rep, &mut out, "ts_x");
+        }
+        assert_eq!(rep.adjusted["measure_renamed_reserved"], 3);
+        assert_eq!(out.last().unwrap().measure_name, "k6_ts_x");
+        // The renamed measure name is taken: a tag of that name is renamed.
+        let tagged = r#"{"type":"Point","metric":"m","data":{"time":"2024-03-01T11:34:05Z","value":1,"tags":{"k6_ts_x":"v"}}}"#;
+        let p = point(tagged);
+        let t = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+        c.push_point(&p, t, 2, &mut rep, &mut |r| out.push(r));
+        assert_eq!(out.last().unwrap().dimensions[0].name, "tag_k6_ts_x");
     }
 
     #[test]
