@@ -320,6 +320,11 @@ fn direct_and_continuation_events() {
         c["carried"].is_object(),
         "continuation: carried is an object"
     );
+    assert!(
+        c["checkpoint"].is_null()
+            || (c["checkpoint"]["bucket"].is_string() && c["checkpoint"]["key"].is_string()),
+        "continuation: checkpoint is null or {{bucket, key}}"
+    );
     assert_eq!(
         vec![c["key"].as_str().unwrap().to_owned()],
         expected["continuation.json"]
@@ -378,7 +383,16 @@ fn sample_keys_trigger_the_default_notification_and_suffixes_agree() {
         template.contains("ObjectKeyPrefix: k6-timestream-rejected/"),
         "rejected-data prefix"
     );
-    for other in [dead_letter.as_str(), "k6-timestream-rejected/"] {
+    let state = template_default(&template, "StatePrefix");
+    assert!(
+        state.starts_with("k6-timestream-") && state.ends_with('/'),
+        "StatePrefix {state}"
+    );
+    for other in [
+        dead_letter.as_str(),
+        state.as_str(),
+        "k6-timestream-rejected/",
+    ] {
         let key = format!("{other}k6-results/run.json.gz");
         assert!(
             !key.starts_with(&prefix),
@@ -804,8 +818,7 @@ fn trigger_mode_chooses_notifications_or_an_eventbridge_rule() {
         "k6-timestream-rejected/".to_owned(),
         format!("{batch_prefix}reports/"),
         format!("{batch_prefix}manifests/"),
-        // A prefix for the function's own state would follow the same rule.
-        "k6-timestream-state/".to_owned(),
+        template_default(&template, "StatePrefix"),
     ] {
         assert!(other.starts_with("k6-timestream-"));
         let key = format!("{other}{prefix}run.json.gz");
@@ -876,4 +889,128 @@ fn batch_operations_role_is_optional_and_narrow() {
         role[put..].find("reports/*").unwrap() < role[put..].find("Sid: LocateTheBucket").unwrap()
     );
     assert!(template.contains("BatchOperationsRoleArn:\n    Condition: CreateBatchRole"));
+}
+
+#[test]
+fn the_sink_parameter_chooses_timestream_or_influxdb() {
+    let template = read("template.yaml");
+    assert_eq!(template_default(&template, "Sink"), "timestream");
+    assert!(template.contains("AllowedValues: [timestream, influxdb]"));
+    assert_eq!(template_default(&template, "InfluxDbApi"), "v2");
+    assert_eq!(
+        template_default(&template, "InfluxDbTagsAsFields"),
+        "vu,iter,url"
+    );
+    for cond in [
+        "UseTimestream: !Equals [!Ref Sink, timestream]",
+        "UseInfluxDb: !Equals [!Ref Sink, influxdb]",
+        "HasVpc: !Not [!Equals [!Join ['', !Ref VpcSubnetIds], '']]",
+        // No LiveAnalytics resources with Sink influxdb.
+        "CreateDatabase: !And [!Condition UseTimestream,",
+        "CreateTable: !And [!Condition UseTimestream,",
+    ] {
+        assert!(template.contains(cond), "template.yaml lacks {cond:?}");
+    }
+    assert!(resource_block(&template, "TimestreamDatabase").contains("Condition: CreateDatabase"));
+    assert!(resource_block(&template, "TimestreamTable").contains("Condition: CreateTable"));
+
+    // The role: Timestream actions only for Timestream, the one secret only.
+    let role = resource_block(&template, "IngestFunctionRole");
+    for (sid, cond) in [
+        ("WriteRecordsToTheTable", "UseTimestream"),
+        ("TimestreamEndpointDiscovery", "UseTimestream"),
+        ("ReadTheInfluxDbTokenSecretOnly", "UseInfluxDbTokenSecret"),
+    ] {
+        let at = role
+            .find(&format!("- Sid: {sid}"))
+            .unwrap_or_else(|| panic!("{sid}"));
+        let before: Vec<&str> = role[..at]
+            .trim_end()
+            .lines()
+            .rev()
+            .take(2)
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            before,
+            [format!("- {cond}").as_str(), "- !If"],
+            "{sid} is under !If {cond}"
+        );
+    }
+    let secret = &role[role.find("- Sid: ReadTheInfluxDbTokenSecretOnly").unwrap()..];
+    let secret: String = secret.lines().take(4).collect::<Vec<_>>().join("\n");
+    assert!(
+        secret.contains("Action: secretsmanager:GetSecretValue"),
+        "{secret}"
+    );
+    assert!(
+        secret.contains("Resource: !Ref InfluxDbTokenSecretArn"),
+        "{secret}"
+    );
+    assert_eq!(
+        template.matches("secretsmanager:").count(),
+        1 + template.matches(":secretsmanager:[").count(),
+        "no other Secrets Manager permission"
+    );
+    assert!(role.contains("ManagedPolicyArns: !If\n        - HasVpc\n        - [!Sub 'arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole']"));
+
+    // The function: a VpcConfig when subnets are given; the sink's variables.
+    let function = resource_block(&template, "IngestFunction");
+    assert!(function.contains("VpcConfig: !If\n        - HasVpc\n        - SubnetIds: !Ref VpcSubnetIds\n          SecurityGroupIds: !Ref VpcSecurityGroupIds\n        - !Ref AWS::NoValue"));
+    assert!(function.contains("\n          K6TS_SINK: !Ref Sink\n"));
+    let config_source = read("src/sinks/influxdb/config.rs");
+    for var in [
+        "K6TS_INFLUXDB_URL",
+        "K6TS_INFLUXDB_API",
+        "K6TS_INFLUXDB_DATABASE",
+        "K6TS_INFLUXDB_ORG",
+        "K6TS_INFLUXDB_TOKEN_SECRET_ARN",
+        "K6TS_INFLUXDB_TAGS_AS_FIELDS",
+    ] {
+        let line = function
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{var}: ")))
+            .unwrap_or_else(|| panic!("the function does not set {var}"));
+        assert!(
+            line.contains("!If [UseInfluxDb"),
+            "{var} only with Sink influxdb: {line}"
+        );
+        assert!(
+            config_source.contains(&format!("\"{var}\"")),
+            "the code does not read {var}"
+        );
+    }
+    for var in ["K6TS_DATABASE", "K6TS_TABLE"] {
+        let line = function
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{var}: ")))
+            .unwrap();
+        assert!(line.contains("!If [UseTimestream"), "{line}");
+    }
+
+    // Deploying next to Timestream for InfluxDB: the endpoints a VPC
+    // function needs are spelled out.
+    for needle in [
+        "gateway VPC endpoint for S3",
+        "com.amazonaws.<region>.secretsmanager",
+        "com.amazonaws.<region>.lambda",
+    ] {
+        assert!(
+            template.contains(needle),
+            "template.yaml does not mention {needle:?}"
+        );
+    }
+    for output in [
+        "TimestreamDatabaseName",
+        "TimestreamTableName",
+        "TimestreamTableArn",
+        "RejectedDataPrefix",
+    ] {
+        let at = template.rfind(&format!("\n  {output}:\n")).unwrap();
+        assert_eq!(
+            template[at..].lines().nth(2).unwrap().trim(),
+            "Condition: UseTimestream",
+            "output {output}"
+        );
+    }
 }

@@ -421,6 +421,11 @@ fn lambda_end_to_end() {
             "pinned object"
         );
         assert_eq!(cont["attempt"], json!(links), "attempt numbers");
+        assert_eq!(
+            cont["checkpoint"]["bucket"].as_str(),
+            Some(bucket),
+            "each link goes on from a checkpoint: {cont}"
+        );
         relayed.push(c.payload.clone());
         assert!(links < 60, "continuation chain does not end");
         report = env.reports(&g, &c.payload).remove(0);
@@ -492,6 +497,13 @@ fn lambda_end_to_end() {
         "{stats:?}"
     );
     assert_same(&env.stored(), &want, "continuation chain");
+    assert!(
+        env.list(bucket, "k6-timestream-state/").is_empty(),
+        "every checkpoint deleted"
+    );
+    // The object was read once: every link after the first went on from
+    // its checkpoint, which held the rest read ahead.
+    assert_eq!(r.chain_bytes_read, up.size, "{r:#?}");
 
     drop(g);
     eprintln!("[lambda_e2e] done in {:.1?}", t0.elapsed());
@@ -682,7 +694,11 @@ fn lambda_eventbridge_and_batch_operations() {
     // gets its own result.
     env.strict().reset();
     let key = "k6-results/backfill/résumé run=9.ndjson";
-    env.put(bucket, key, gunzip(&fixture("offset.json.gz")));
+    env.put(
+        bucket,
+        key,
+        support::gunzip(&std::fs::read(fixture("offset.json.gz")).unwrap()),
+    );
     let mut ev = sample_event("batch-ops-2.0.json");
     assert_eq!(
         ev["tasks"][0]["s3Key"],
@@ -725,4 +741,115 @@ fn lambda_eventbridge_and_batch_operations() {
         "[lambda_e2e] EventBridge and Batch Operations done in {:.1?}",
         t0.elapsed()
     );
+}
+
+/// The chain of the issue "objects of any size", part 1: a big real k6
+/// result (≥ 300k points: `K6TS_E2E_BIG`, default
+/// `target/bench/big.json.gz` from `scripts/fixtures/big.sh`) with a 1 s
+/// work budget. Every link after the first goes on from its checkpoint (a
+/// ranged GET from the access point on), so the chain completes with every
+/// point stored once and inflates the object about once in total; the same
+/// event again stores nothing new. Run by `scripts/resume-e2e.sh` (it
+/// takes minutes: ignored in the normal suite). `K6TS_E2E_LAMBDA_BIN` runs
+/// another binary (the script's release build).
+#[test]
+#[ignore]
+fn lambda_big_object_chain() {
+    let big = std::env::var("K6TS_E2E_BIG").map_or_else(
+        |_| support::root().join("target/bench/big.json.gz"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        big.is_file(),
+        "{}: make one with scripts/fixtures/big.sh (or set K6TS_E2E_BIG)",
+        big.display()
+    );
+    let bin = std::env::var("K6TS_E2E_LAMBDA_BIN").unwrap_or_else(|_| LAMBDA_BIN.to_owned());
+    let env = Env::start();
+    let bucket = "k6-big-chain";
+    env.create_bucket(bucket, false);
+    let key = "k6-results/big.json.gz";
+    let body = std::fs::read(&big).unwrap();
+    let plain = support::gunzip(&body).len() as u64;
+    let up = env.put(bucket, key, body);
+    let (want, want_r) = expected(&big, key);
+    assert!(want_r.points >= 300_000, "{} points", want_r.points);
+    let f = env.start_function(
+        &bin,
+        &[
+            ("K6TS_WORK_BUDGET_SECONDS", "1"),
+            ("K6TS_MAX_CONTINUATIONS", "200"),
+        ],
+    );
+    let event = s3_event("s3-put-gzip.json", &[&up], false);
+    let run_chain = |what: &str| {
+        let t = Instant::now();
+        let mut reports = vec![env.reports(&f, &event).remove(0)];
+        while reports.last().unwrap().outcome == Some(Outcome::Continued) {
+            let got = env.relay.take();
+            assert_eq!(got.len(), 1, "{what}: one continuation per link");
+            let cont = &got[0].payload["continuation"];
+            assert!(
+                cont["checkpoint"]["key"].is_string(),
+                "{what}: link {} went on without a checkpoint: {cont}",
+                reports.len()
+            );
+            assert!(reports.len() < 200, "{what}: the chain does not end");
+            reports.push(env.reports(&f, &got[0].payload).remove(0));
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let last = reports.last().unwrap().clone();
+        let inflated: u64 = reports.iter().map(|r| r.bytes_decompressed).sum();
+        let read: u64 = reports.iter().map(|r| r.bytes_read).sum();
+        let per_link: Vec<u64> = reports.iter().map(|r| r.batches_written).collect();
+        eprintln!(
+            "[lambda_e2e] {what}: {} links in {wall:.1} s; read {read} of {} bytes, inflated {inflated} bytes for {plain} ({:.3}x); requests written per link (cumulative) {per_link:?}",
+            reports.len(),
+            up.size,
+            inflated as f64 / plain as f64
+        );
+        assert_eq!(last.outcome, Some(Outcome::Complete), "{what}: {last:#?}");
+        assert_eq!(last.chain_bytes_decompressed, inflated, "{what}");
+        assert_eq!(last.chain_bytes_read, read, "{what}");
+        assert!(
+            inflated * 4 <= plain * 5,
+            "{what}: the chain inflated {inflated} bytes of a {plain}-byte object"
+        );
+        assert!(reports.iter().all(|r| r.batches_skipped == 0), "{what}");
+        assert_complete(&last, &want_r, what);
+        assert!(
+            env.list(bucket, "k6-timestream-state/").is_empty(),
+            "{what}: every checkpoint deleted"
+        );
+        reports.len()
+    };
+    let links = run_chain("big object, 1 s budget");
+    assert!(links >= 3, "{links} links: the budget did stop the runs");
+    // (k6 output may hold identical records: written, stored once.)
+    let dups = want_r.identical_duplicates;
+    let stats = env.strict().stats();
+    assert_eq!(
+        (
+            stats.records_stored,
+            stats.records_duplicate,
+            stats.records_rejected
+        ),
+        (want_r.records - dups, dups, 0),
+        "every record stored once: {stats:?}"
+    );
+    assert_same(&env.stored(), &want, "big object chain");
+
+    // The same event again: the same requests, all duplicates.
+    run_chain("the same event again");
+    let again = env.strict().stats();
+    assert_eq!(
+        (
+            again.records_stored,
+            again.records_duplicate,
+            again.records_rejected
+        ),
+        (want_r.records - dups, dups + want_r.records, 0),
+        "nothing new stored: {again:?}"
+    );
+    assert_same(&env.stored(), &want, "big object chain, again");
 }

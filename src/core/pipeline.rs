@@ -1,11 +1,14 @@
 //! parse → convert → encode over a byte stream: the whole pure core.
 
 use crate::core::convert::{ConvertOptions, Converter};
-use crate::core::input::{for_each_line, InputError, InputOptions, LineEvent, Progress};
+use crate::core::input::{
+    for_each_line_from, InputError, InputOptions, InputPosition, LineEvent, Progress,
+};
 use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
 use crate::core::k6::{fast::parse_line, Line};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
+use crate::core::resume::PipelineState;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -25,6 +28,10 @@ pub trait Encoder {
     fn push(&mut self, r: Record, report: &mut RunReport) -> Option<Self::Request>;
     /// The last, partial request.
     fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
+    /// Adapts the converter's options to the records this encoder takes
+    /// (InfluxDB: groups whatever the model, metadata kept apart from
+    /// tags). By default they are used as given.
+    fn adapt(&self, _convert: &mut ConvertOptions) {}
 }
 
 /// The result of running the pipeline over one input.
@@ -35,12 +42,45 @@ pub struct Outcome {
     /// The sink asked to stop before the end of the input.
     pub stopped: bool,
     pub error: Option<InputError>,
+    /// Unless the input failed: the state at the end, from which
+    /// [`run_from`] goes on after a stop (boxed: it holds the converter and
+    /// up to a few MB of read-ahead). At the end of the input it is the
+    /// finished state (what a stop in the last request's send leaves).
+    pub state: Option<Box<PipelineState>>,
 }
 
+/// Report key (`dropped`) of the points of a MULTI group withheld because
+/// the input ended mid-write (see [`run`]).
+pub const TRUNCATED_TAIL: &str = "input_truncated_tail";
+
 /// Runs `source` through the core and `encoder`, handing each request to
-/// `sink` in order. `sink` returns `Break` to stop (then the pending
-/// partial group and batch are not emitted: a resumed run regenerates them
-/// identically).
+/// `sink` in order. `sink` returns `Break` to stop: the run then ends after
+/// the line being converted (its records still go into the encoder), and
+/// the pending partial group and batch are not emitted but kept in the
+/// outcome's [`state`](Outcome::state), from which [`run_from`] goes on.
+///
+/// How the input ends decides what of the tail goes out:
+///
+/// - **to its end**: everything.
+/// - **a read error a retry can cure** ([`InputError::retryable`]: the
+///   connection dropped mid-body): like a stop, the pending MULTI group and
+///   the partial batch are withheld. A retry reads the object again from
+///   its start and produces the same requests, so only what it will
+///   reproduce identically may have gone out; the group in progress at the
+///   cut would come back with more measures (same dimensions, measure name
+///   and time, other values: a conflict Timestream rejects).
+/// - **cut off for good** (a corrupt or truncated gzip stream, the size
+///   cap, or a last line without `\n` that is blank or not a valid line: what a k6
+///   process killed mid-write or a truncated upload leaves): the pending
+///   MULTI group is withheld and its points are counted as dropped
+///   [`TRUNCATED_TAIL`]; the partial batch goes out. Every record before
+///   that group is a pure function of the lines before it, so when the
+///   complete file later replaces the object (same key, new event) its run
+///   writes those records again identically (Timestream keeps them once)
+///   and the withheld group in full: the re-upload stays idempotent. The
+///   price: a file that is only damaged at its end, never replaced, loses
+///   its last group (≤ 256 points, counted). SINGLE records are one point
+///   each and never withheld.
 pub fn run<R: Read + Send, E: Encoder>(
     source: R,
     name: &str,
@@ -49,15 +89,43 @@ pub fn run<R: Read + Send, E: Encoder>(
     progress: Arc<Progress>,
     sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
-    let mut report = RunReport {
-        input: name.to_owned(),
-        model: opts.convert.model.as_str().to_owned(),
-        ..Default::default()
+    run_from(source, name, opts, encoder, progress, None, sink)
+}
+
+/// [`run`], or the rest of a stopped run when `from` is its state (then
+/// `encoder` must be the encoder as it was at the stop, `source` must
+/// yield the input from `from.input.source_offset()` on, and the requests
+/// that follow are exactly those the stopped run would have produced).
+pub fn run_from<R: Read + Send, E: Encoder>(
+    source: R,
+    name: &str,
+    opts: &PipelineOptions,
+    encoder: &mut E,
+    progress: Arc<Progress>,
+    from: Option<PipelineState>,
+    sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
+) -> Outcome {
+    let (mut report, mut conv, (mut tmin, mut tmax), position) = match from {
+        Some(s) => (s.report, s.converter, s.time_range, Some(s.input)),
+        None => {
+            let mut convert = opts.convert.clone();
+            encoder.adapt(&mut convert);
+            (
+                RunReport {
+                    input: name.to_owned(),
+                    model: convert.model.as_str().to_owned(),
+                    ..Default::default()
+                },
+                Converter::new(convert),
+                (i64::MAX, i64::MIN),
+                None,
+            )
+        }
     };
-    let mut conv = Converter::new(opts.convert.clone());
     let mut out: Vec<Record> = Vec::new();
     let mut stopped = false;
-    let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
+    // The last line that was blank or not a usable line (tail rule).
+    let mut last_bad_line = 0u64;
 
     let mut deliver = |out: &mut Vec<Record>,
                        report: &mut RunReport,
@@ -68,34 +136,42 @@ pub fn run<R: Read + Send, E: Encoder>(
             tmin = tmin.min(r.time_ns);
             tmax = tmax.max(r.time_ns);
             if let Some(req) = batcher.push(r, report) {
+                // After a stop the rest of the line's records still go to
+                // the encoder (so the state is "after this line").
                 if sink(req, report).is_break() {
                     *stopped = true;
-                    return false;
                 }
             }
         }
-        true
+        !*stopped
     };
 
-    let (gzip, res) = for_each_line(source, name, &opts.input, progress.clone(), |n, ev| {
+    let (p, from) = (progress.clone(), position);
+    let lines = for_each_line_from(source, name, &opts.input, p, from, |n, ev| {
         report.lines = n;
         let bytes = match ev {
             LineEvent::TooLong => {
                 report.skip("line_too_long", n);
+                last_bad_line = n;
                 return true;
             }
             LineEvent::Line(b) => b,
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             report.blank_lines += 1;
+            last_bad_line = n;
             return true;
         }
         let Ok(text) = std::str::from_utf8(bytes) else {
             report.skip("invalid_utf8", n);
+            last_bad_line = n;
             return true;
         };
         match parse_line(text) {
-            Err(e) => report.skip(e.reason(), n),
+            Err(e) => {
+                report.skip(e.reason(), n);
+                last_bad_line = n;
+            }
             Ok(Line::Metric { name, kind }) => {
                 report.metric_definitions += 1;
                 conv.define_metric(&name, kind);
@@ -105,6 +181,7 @@ pub fn run<R: Read + Send, E: Encoder>(
                 let t = parse_rfc3339_ns(&p.time);
                 if matches!(t, Err(TimeError::Syntax | TimeError::Range)) {
                     report.skip("invalid_time", n);
+                    last_bad_line = n;
                     return true;
                 }
                 conv.push_point(&p, t, n, &mut report, &mut |r| out.push(r));
@@ -115,11 +192,15 @@ pub fn run<R: Read + Send, E: Encoder>(
         }
         true
     });
-    let error = res.err();
-    report.gzip = gzip;
-    if !stopped {
-        // End of input, or a fatal error after which nothing more comes:
-        // what was converted so far still goes out.
+    let (format, error) = (lines.format, lines.result.err());
+    report.gzip = format.gzip;
+    report.bom = format.bom;
+    let retry_will_reread = error.as_ref().is_some_and(InputError::retryable);
+    if !stopped && !retry_will_reread {
+        let cut_off = error.is_some() || (format.unterminated && last_bad_line == report.lines);
+        if cut_off {
+            conv.discard_group(TRUNCATED_TAIL, &mut report);
+        }
         conv.flush(&mut |r| out.push(r));
         if deliver(&mut out, &mut report, encoder, &mut stopped) {
             if let Some(req) = encoder.finish(&mut report) {
@@ -140,9 +221,163 @@ pub fn run<R: Read + Send, E: Encoder>(
         report.first_time = Some(format_rfc3339_ns(tmin));
         report.last_time = Some(format_rfc3339_ns(tmax));
     }
+    let state = error.is_none().then(|| {
+        Box::new(PipelineState {
+            converter: conv,
+            report: report.clone(),
+            time_range: (tmin, tmax),
+            input: lines
+                .stopped_at
+                .unwrap_or_else(|| InputPosition::end(format, report.lines, lines.offset)),
+        })
+    });
     Outcome {
         report,
         stopped,
         error,
+        state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::DataModel;
+    use std::io::Write;
+
+    /// Requests of at most three records.
+    struct Threes(Vec<Record>);
+    impl Encoder for Threes {
+        type Request = Vec<Record>;
+        fn push(&mut self, r: Record, _: &mut RunReport) -> Option<Vec<Record>> {
+            self.0.push(r);
+            (self.0.len() == 3).then(|| std::mem::take(&mut self.0))
+        }
+        fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
+            (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
+        }
+    }
+
+    /// Hands out `cut` bytes, then fails like a dropped connection.
+    struct Broken<'a>(&'a [u8], usize);
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1 == 0 {
+                return Err(std::io::ErrorKind::ConnectionReset.into());
+            }
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            self.1 -= n;
+            Ok(n)
+        }
+    }
+
+    fn line(metric: &str, time: &str, tag: &str) -> String {
+        format!(
+            r#"{{"metric":"{metric}","type":"Point","data":{{"time":"{time}","value":1,"tags":{{"k":"{tag}"}}}}}}"#
+        )
+    }
+
+    /// Four one-point groups (three records make a request), then a group
+    /// of two points.
+    fn input() -> Vec<u8> {
+        let mut s = String::new();
+        for i in 0..4 {
+            s += &line("a", &format!("2026-11-25T10:00:0{i}Z"), "x");
+            s.push('\n');
+        }
+        for m in ["a", "b"] {
+            s += &line(m, "2026-11-25T10:00:09Z", "x");
+            s.push('\n');
+        }
+        s.into_bytes()
+    }
+
+    fn go<R: Read + Send>(src: R, model: DataModel) -> (Vec<Vec<Record>>, Outcome) {
+        let opts = PipelineOptions {
+            convert: ConvertOptions {
+                model,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut sent = Vec::new();
+        let out = run(
+            src,
+            "t",
+            &opts,
+            &mut Threes(Vec::new()),
+            Arc::default(),
+            &mut |r, _| {
+                sent.push(r);
+                ControlFlow::Continue(())
+            },
+        );
+        (sent, out)
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_retryable_read_error_withholds_the_group_and_the_batch() {
+        let data = input();
+        // Cut inside the last line: the group of 10:00:09 is in progress,
+        // the fourth record waits in the batch.
+        let (sent, out) = go(Broken(&data, data.len() - 5), DataModel::Multi);
+        assert!(out.error.as_ref().is_some_and(InputError::retryable));
+        assert!(!out.report.complete && !out.stopped);
+        assert_eq!(sent.len(), 1, "only the complete request");
+        assert_eq!(sent[0].len(), 3);
+        assert!(out.report.conversion_balanced());
+    }
+
+    #[test]
+    fn a_truncated_gzip_withholds_only_the_group_in_progress() {
+        let data = input();
+        let z = gzip(&data);
+        let (full, _) = go(&z[..], DataModel::Multi);
+        let (sent, out) = go(&z[..z.len() - 4], DataModel::Multi);
+        assert!(matches!(out.error, Some(InputError::Corrupt { .. })));
+        // The four one-point records go out, the last group does not.
+        let records: Vec<&Record> = sent.iter().flatten().collect();
+        assert_eq!(records.len(), 4);
+        let all: Vec<&Record> = full.iter().flatten().collect();
+        assert_eq!(records[..], all[..4]);
+        assert_eq!(out.report.dropped[TRUNCATED_TAIL], 2);
+        assert_eq!(out.report.dropped_first_lines[TRUNCATED_TAIL], [5, 6]);
+        assert!(out.report.conversion_balanced());
+        // SINGLE records are one point each: nothing to withhold.
+        let (sent, out) = go(&z[..z.len() - 4], DataModel::Single);
+        assert_eq!(sent.iter().flatten().count(), 6);
+        assert!(out.report.dropped.is_empty());
+    }
+
+    #[test]
+    fn a_plain_file_cut_inside_its_last_line_withholds_the_group() {
+        let data = input();
+        let (_, out) = go(&data[..data.len() - 5], DataModel::Multi);
+        assert!(out.error.is_none() && out.report.complete);
+        assert_eq!(out.report.dropped[TRUNCATED_TAIL], 1);
+        assert_eq!(out.report.skipped["malformed_json"], 1);
+        // A valid last line without `\n` is a complete input.
+        let (sent, out) = go(&data[..data.len() - 1], DataModel::Multi);
+        assert!(out.report.dropped.is_empty());
+        assert_eq!(sent.iter().flatten().count(), 5);
+    }
+
+    #[test]
+    fn bom_is_reported_not_skipped() {
+        let mut data = crate::core::input::BOM.to_vec();
+        data.extend(input());
+        for src in [data.clone(), gzip(&data)] {
+            let (sent, out) = go(&src[..], DataModel::Multi);
+            assert!(out.report.bom && out.report.skipped.is_empty());
+            assert_eq!(sent.iter().flatten().count(), 5);
+        }
     }
 }

@@ -57,6 +57,14 @@ pub struct Continuation {
     pub etag: Option<String>,
     /// Requests 0..skip_batches are finished (written or dead-lettered).
     pub skip_batches: u64,
+    /// The checkpoint to go on from (written by the invocation that
+    /// continued): the state of the stopped run, so the object is read on
+    /// from where that run stopped (a ranged read). Without one (an event
+    /// of an older version, or a checkpoint that could not be stored) the
+    /// object is read again from its start and requests 0..skip_batches
+    /// are skipped.
+    #[serde(default)]
+    pub checkpoint: Option<StoredObject>,
     /// 1 for the first continuation.
     pub attempt: u32,
     /// Writer-side counters of the earlier links (the conversion side is
@@ -64,6 +72,13 @@ pub struct Continuation {
     /// object without counting anything twice.
     #[serde(default)]
     pub carried: RunReport,
+}
+
+/// Where an object of the function's own is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    pub bucket: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +91,8 @@ pub struct ContinuationEvent {
 pub struct Job {
     pub object: ObjectRef,
     pub skip_batches: u64,
+    /// A continuation's checkpoint (see [`Continuation::checkpoint`]).
+    pub checkpoint: Option<StoredObject>,
     pub attempt: u32,
     pub carried: RunReport,
 }
@@ -85,6 +102,7 @@ impl Job {
         Job {
             object,
             skip_batches: 0,
+            checkpoint: None,
             attempt: 0,
             carried: RunReport::default(),
         }
@@ -393,6 +411,7 @@ pub fn parse_event(v: Value) -> Result<Event, String> {
                 etag: c.etag,
             },
             skip_batches: c.skip_batches,
+            checkpoint: c.checkpoint,
             attempt: c.attempt,
             carried: c.carried,
         }]));
@@ -513,6 +532,17 @@ mod tests {
             json!({"continuation":{"bucket":"b","key":"k","etag":"e","skip_batches":5,"attempt":2,"carried":{}}}),
         );
         assert_eq!((c[0].skip_batches, c[0].attempt), (5, 2));
+        assert_eq!(c[0].checkpoint, None, "an event without a checkpoint");
+        let c = objects(
+            json!({"continuation":{"bucket":"b","key":"k","skip_batches":5,"checkpoint":{"bucket":"s","key":"k6-timestream-state/b/k/e/link-2.ckpt"},"attempt":2}}),
+        );
+        assert_eq!(
+            c[0].checkpoint,
+            Some(StoredObject {
+                bucket: "s".into(),
+                key: "k6-timestream-state/b/k/e/link-2.ckpt".into()
+            })
+        );
         assert!(parse_event(json!({"hello":1})).is_err());
         let del = json!({"Records":[{"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"a.json"}}}]});
         assert!(objects(del).is_empty());
@@ -744,6 +774,7 @@ mod tests {
         };
         assert_eq!(b2.schema_version, "2.0");
         assert_eq!(by("continuation.json").jobs()[0].skip_batches, 123);
+        assert!(by("continuation.json").jobs()[0].checkpoint.is_some());
         assert_eq!(
             by("s3-put-versioned.json").jobs()[0]
                 .object

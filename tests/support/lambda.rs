@@ -493,6 +493,24 @@ impl Env {
         })
     }
 
+    /// The keys under `prefix` in `bucket`.
+    pub fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.rt().block_on(async {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}: {e:?}"));
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect()
+        })
+    }
+
     /// [`k6_runs`]`(copies)` uploaded gzipped as `key`, and what `convert`
     /// makes of it (measures, report).
     pub fn put_k6_runs(
