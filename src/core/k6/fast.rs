@@ -490,7 +490,7 @@ fn find_special(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
@@ -566,7 +566,7 @@ mod tests {
 
     /// Decompressed bytes of every k6 output fixture (`.gz` members
     /// concatenated, as the reader does), by file name.
-    fn fixtures() -> Vec<(String, Vec<u8>)> {
+    pub(crate) fn fixtures() -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(fixtures_dir()).expect("fixtures directory") {
             let path = entry.expect("fixture entry").path();
@@ -1067,7 +1067,7 @@ mod tests {
         object(members, extra).boxed()
     }
 
-    fn line() -> impl Strategy<Value = String> {
+    pub(crate) fn line() -> impl Strategy<Value = String> {
         let metric = prop_oneof![
             20 => "[a-z_]{1,20}".prop_map(|s| J::Str(text(&s))),
             1 => jstr().prop_map(J::Str),
