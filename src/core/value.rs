@@ -69,7 +69,7 @@ fn short_decimal(v: f64) -> Option<String> {
 
 /// `[-]m·10^-k` positionally: `104`, `0.056926`, `-1.5`, `0.0000001`.
 fn positional(negative: bool, mut m: u64, mut k: usize) -> String {
-    while k > 0 && m % 10 == 0 {
+    while k > 0 && m.is_multiple_of(10) {
         m /= 10;
         k -= 1;
     }
