@@ -176,7 +176,10 @@ fn grouping_windows_resume_exactly() {
                 let what = format!("{name}, {model:?}, window {window}, {plan_name}");
                 let c = run_chain_with(input, "input", &opts, &fresh, &plan)
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert!(c.reports.len() > 1, "{what}: never stopped");
+                assert!(
+                    c.reports.len() > 1 || want.len() <= 1,
+                    "{what}: never stopped"
+                );
                 assert_eq!(c.sent.len(), want.len(), "{what}: request count");
                 for (got, want) in c.sent.iter().zip(&want) {
                     assert!(got == want, "{what}: request {} differs", want.seq);
