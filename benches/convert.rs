@@ -1,7 +1,7 @@
 //! `convert` vs `gzip -dc` on a big real k6 file, side by side in one run.
 //!
 //! Targets (issue: conversion core): wall time of `k6-timestream convert
-//! FILE > /dev/null` ≤ 2 × that of `gzip -dc FILE > /dev/null`; peak RSS
+//! FILE > /dev/null` ≤ 1.4 × that of `gzip -dc FILE > /dev/null`; peak RSS
 //! ≤ 64 MB and not growing with input size (checked on a 4× longer input:
 //! the same run repeated four times, each copy shifted in time by the
 //! run's duration, so it is a valid 4× longer k6 result).
@@ -54,7 +54,10 @@ fn main() {
         ms(cq.cpu),
         cq.max_rss_kib
     );
-    println!("convert/gzip wall ratio: {ratio:.2} (target ≤ 2.00)");
+    println!(
+        "convert/gzip wall ratio: {ratio:.2} (target ≤ 1.40); CPU ratio {:.2}",
+        c.cpu.as_secs_f64() / g.cpu.as_secs_f64()
+    );
     println!("lines/s: {:.0}", lines as f64 / c.wall.as_secs_f64());
     let rss_ok = c.max_rss_kib <= 64 * 1024;
     let growth_kib = cq.max_rss_kib as i64 - c.max_rss_kib as i64;
@@ -62,7 +65,7 @@ fn main() {
         "peak RSS {} KiB (target ≤ 65536); 4x longer input {} KiB ({growth_kib:+} KiB)",
         c.max_rss_kib, cq.max_rss_kib
     );
-    let ok = ratio <= 2.0 && rss_ok && cq.max_rss_kib <= 64 * 1024 && growth_kib < 8 * 1024;
+    let ok = ratio <= 1.4 && rss_ok && cq.max_rss_kib <= 64 * 1024 && growth_kib < 8 * 1024;
     println!("{}", if ok { "PASS" } else { "FAIL" });
     if !ok {
         std::process::exit(1);

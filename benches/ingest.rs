@@ -49,10 +49,16 @@ fn main() {
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
         let records = r["written_records"].as_u64().unwrap();
+        let points = r["written_measures"].as_u64().unwrap();
         assert_eq!(r["dead_lettered"].as_u64(), Some(0));
         let rate = records as f64 / m.wall.as_secs_f64();
         let ceiling = concurrency as f64 * 100.0 / 0.020;
         let cpu_per_k = ms(m.cpu) / (records as f64 / 1000.0);
+        println!(
+            "{model:6}: {points} points: {:.0} points/s end to end; client CPU {:.0} ms per million points",
+            points as f64 / m.wall.as_secs_f64(),
+            ms(m.cpu) * 1e6 / points as f64
+        );
         println!(
             "{model:6}: {records} records in {:.0} ms wall = {rate:.0} records/s ({:.1} % of the {ceiling:.0}/s ceiling); client CPU {:.0} ms = {cpu_per_k:.2} ms per 1000 records; peak RSS {} KiB",
             ms(m.wall),

@@ -116,8 +116,13 @@ impl Case {
     fn multi(&self) -> bool {
         self.model == "multi"
     }
+    /// The options of the case. Requests in arrival order (`--group-window
+    /// 0`): the oracle matches output measures to input points in order;
+    /// `grouping_only_regroups_records` shows that the default window
+    /// yields the same records, only grouped differently.
     fn args(&self) -> Vec<String> {
         let mut a = vec!["--model".to_owned(), self.model.to_owned()];
+        a.extend(["--group-window".to_owned(), "0".to_owned()]);
         match &self.testid {
             TestIdArg::Derived => {}
             TestIdArg::Fixed(t) => a.extend(["--testid".to_owned(), t.clone()]),
@@ -527,6 +532,75 @@ fn multi_is_cheaper_than_single_where_there_are_http_requests() {
         compared += 1;
     }
     assert!(compared > 0, "no fixture with http_reqs points");
+}
+
+/// The default group window regroups records, nothing else: on every
+/// fixture and model the requests hold exactly the records of the
+/// arrival-order run (a multiset: same dimensions, measures, values and
+/// times, so the collision guard nudged the same records), every request
+/// obeys the WriteRecords rules, the report differs only in its request
+/// count and estimate, the estimate is exactly the metered size of what
+/// was printed, and it is never above arrival order's (strictly below on
+/// the multi-scenario fixture).
+#[test]
+fn grouping_only_regroups_records() {
+    let metered = |case: &Case, stdout: &[u8]| -> (Vec<String>, u64, u64) {
+        let text = std::str::from_utf8(stdout).unwrap();
+        let (mut recs, mut event, mut units) = (Vec::new(), 0, 0);
+        for line in text.lines() {
+            let req = parse_request(line, "k6", "results", case.multi(), false)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(req.records.len() <= 100);
+            event += req.event_bytes;
+            units += req.event_bytes.div_ceil(1024) * 1024;
+            recs.extend(req.records.iter().map(|r| format!("{r:?}")));
+        }
+        recs.sort();
+        (recs, event, units)
+    };
+    let mut cheaper_mixed = false;
+    for path in fixtures() {
+        let input = path.to_str().unwrap();
+        for model in ["multi", "single"] {
+            let case = Case::new(model);
+            let arrival = run_convert(&case.args(), input, None);
+            let mut grouped_args = case.args();
+            let at = grouped_args
+                .iter()
+                .position(|a| a == "--group-window")
+                .unwrap();
+            grouped_args.drain(at..at + 2);
+            let grouped = run_convert(&grouped_args, input, None);
+            let label = format!("{} {model}", path.display());
+            assert_eq!(arrival.code, grouped.code, "{label}: exit code");
+            let (Some(sa), Some(sg)) = (&arrival.summary, &grouped.summary) else {
+                panic!("{label}: no summary");
+            };
+            let (ra, ea, ua) = metered(&case, &arrival.stdout);
+            let (rg, eg, ug) = metered(&case, &grouped.stdout);
+            assert!(ra == rg, "{label}: the records differ");
+            for (s, e, u) in [(sa, ea, ua), (sg, eg, ug)] {
+                assert_eq!(num(s, "estimated_event_bytes"), e, "{label}: event bytes");
+                assert_eq!(num(s, "estimated_write_bytes"), u, "{label}: metered bytes");
+            }
+            let strip = |s: &Value| {
+                let mut s = s.clone();
+                for k in ["batches", "estimated_event_bytes", "estimated_write_bytes"] {
+                    s.as_object_mut().unwrap().remove(k);
+                }
+                s
+            };
+            assert_eq!(strip(sa), strip(sg), "{label}: the reports differ");
+            assert!(
+                ug <= ua,
+                "{label}: grouped {ug} metered bytes > arrival {ua}"
+            );
+            if path.ends_with("mixed.json.gz") && ug < ua {
+                cheaper_mixed = true;
+            }
+        }
+    }
+    assert!(cheaper_mixed, "grouping saved nothing on mixed.json.gz");
 }
 
 /// A gzip file cut at 60 %: exit code 3, an error naming the file and the

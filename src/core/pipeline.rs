@@ -5,7 +5,7 @@ use crate::core::input::{
     for_each_line_from, InputError, InputOptions, InputPosition, LineEvent, Progress,
 };
 use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
-use crate::core::k6::{parse_line, Line};
+use crate::core::k6::{fast, Line, LineError};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
 use crate::core::resume::PipelineState;
@@ -30,7 +30,9 @@ pub trait Encoder {
     type Request;
     /// Takes a record; returns a request when one is complete.
     fn push(&mut self, r: Record, report: &mut RunReport) -> Option<Self::Request>;
-    /// The last, partial request.
+    /// At the end of the input: the requests still held, one per call,
+    /// until it returns `None` (an encoder that gathers records before
+    /// cutting requests may hold several).
     fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
     /// Takes a record that precedes the part of the input being written
     /// (a segment's look-back, see [`crate::core::segment`]): updates
@@ -38,10 +40,11 @@ pub trait Encoder {
     /// [`push`](Self::push) would, and produces nothing. Deliberately no
     /// default: an encoder with state must say what it keeps.
     fn warm(&mut self, r: Record, report: &mut RunReport);
-    /// The partial request now, with more records to come (live input,
-    /// [`InputOptions::flush_interval`]); the sequence goes on after it.
-    /// The default is [`Encoder::finish`], right for an encoder whose
-    /// `finish` leaves it ready for more records.
+    /// A request of what it holds now, with more records to come (live
+    /// input, [`InputOptions::flush_interval`]); called until it returns
+    /// None, like [`Encoder::finish`]; the sequence goes on after it. The
+    /// default is `finish`, right for an encoder whose `finish` leaves it
+    /// ready for more records.
     fn flush(&mut self, report: &mut RunReport) -> Option<Self::Request> {
         self.finish(report)
     }
@@ -125,6 +128,36 @@ pub fn run_from<R: Read + Send, E: Encoder>(
     from: Option<PipelineState>,
     sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
+    // The one place the line parser is chosen: the scanner for k6's layout
+    // (serde_json as its exact fallback); the tests run the serde parser
+    // alone through `run_parsed` for a differential check.
+    run_parsed(
+        source,
+        name,
+        opts,
+        encoder,
+        progress,
+        from,
+        sink,
+        fast::parse_line,
+    )
+}
+
+/// A k6 line parser ([`fast::parse_line`] or
+/// [`crate::core::k6::json::parse_line`]).
+type ParseLine = for<'a> fn(&'a str) -> Result<Line<'a>, LineError>;
+
+#[allow(clippy::too_many_arguments)] // run_from's arguments and the parser
+fn run_parsed<R: Read + Send, E: Encoder>(
+    source: R,
+    name: &str,
+    opts: &PipelineOptions,
+    encoder: &mut E,
+    progress: Arc<Progress>,
+    from: Option<PipelineState>,
+    sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
+    parse_line: ParseLine,
+) -> Outcome {
     let (mut report, mut conv, (mut tmin, mut tmax), position) = match from {
         Some(s) => (s.report, s.converter, s.time_range, Some(s.input)),
         None => {
@@ -168,10 +201,12 @@ pub fn run_from<R: Read + Send, E: Encoder>(
         }
         // After a tick, unless the sink stopped taking requests (then the
         // partial request stays in the encoder).
+        // (Every request it holds: a grouping window may hold several.)
         if flush_partial.take() && !*stopped {
-            if let Some(req) = batcher.flush(report) {
+            while let Some(req) = batcher.flush(report) {
                 if sink(req, report).is_break() {
                     *stopped = true;
+                    break;
                 }
             }
         }
@@ -240,9 +275,10 @@ pub fn run_from<R: Read + Send, E: Encoder>(
         }
         conv.flush(&mut |r| out.push(r));
         if deliver(&mut out, &mut report, encoder, &mut stopped) {
-            if let Some(req) = encoder.finish(&mut report) {
+            while let Some(req) = encoder.finish(&mut report) {
                 if sink(req, &mut report).is_break() {
                     stopped = true;
+                    break;
                 }
             }
         }
@@ -281,7 +317,88 @@ pub fn run_from<R: Read + Send, E: Encoder>(
 mod tests {
     use super::*;
     use crate::core::model::DataModel;
+    use proptest::prelude::Strategy;
     use std::io::Write;
+
+    /// The pipeline with the specialised parser and with the serde parser
+    /// alone: the same requests (SINGLE and MULTI, grouped by windows) and
+    /// the same report.
+    fn same_with_both_parsers(input: &[u8]) -> Result<(), String> {
+        use crate::core::k6::json;
+        use crate::sinks::timestream::{Batcher, WriteRequest};
+        for model in [DataModel::Multi, DataModel::Single] {
+            let opts = PipelineOptions {
+                convert: ConvertOptions {
+                    model,
+                    testid: Some("t".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let run = |parse: ParseLine| {
+                let mut reqs: Vec<WriteRequest> = Vec::new();
+                let mut b = Batcher::with_group_window(model, 60, 300);
+                let out = run_parsed(
+                    input,
+                    "in",
+                    &opts,
+                    &mut b,
+                    Arc::default(),
+                    None,
+                    &mut |q, _| {
+                        reqs.push(q);
+                        ControlFlow::Continue(())
+                    },
+                    parse,
+                );
+                (reqs, out.report, out.error.map(|e| e.to_string()))
+            };
+            let (fast, serde) = (run(fast::parse_line), run(json::parse_line));
+            if fast != serde {
+                return Err(format!("{model:?}: the runs differ"));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn both_parsers_convert_the_fixtures_alike() {
+        let fixtures = crate::core::k6::fast::tests::fixtures();
+        for (name, bytes) in &fixtures {
+            same_with_both_parsers(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // All fixtures as one input (metrics defined late, times jumping).
+        let all: Vec<u8> = fixtures.iter().flat_map(|(_, b)| b.clone()).collect();
+        same_with_both_parsers(&all).unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            if cfg!(debug_assertions) { 64 } else { 512 }
+        ))]
+
+        /// Generated lines (escapes, unicode, exponents, `null` tags,
+        /// reordered and extra fields, whitespace, garbage), mixed with
+        /// real ones: a differential test of the two parsers on what
+        /// reaches the converter and the requests, not only on the parse.
+        #[test]
+        fn both_parsers_convert_generated_lines_alike(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => crate::core::k6::fast::tests::line(),
+                    1 => proptest::sample::select(vec![
+                        r#"{"metric":"http_reqs","type":"Point","data":{"time":"2024-03-01T17:04:05.1Z","value":1,"tags":{"url":"u","status":"200"}}}"#,
+                        r#"{"metric":"http_req_duration","type":"Point","data":{"time":"2024-03-01T17:04:05.1Z","value":3.25e1,"tags":{"url":"u","status":"200"}}}"#,
+                        r#"{"type":"Metric","data":{"name":"http_reqs","type":"counter","contains":"default","thresholds":[],"submetrics":null},"metric":"http_reqs"}"#,
+                    ]).prop_map(str::to_owned),
+                ],
+                0..40,
+            )
+        ) {
+            let text = lines.join("\n");
+            proptest::prop_assert!(same_with_both_parsers(text.as_bytes()).is_ok());
+        }
+    }
 
     /// Requests of at most three records.
     struct Threes(Vec<Record>);

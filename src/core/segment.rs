@@ -760,11 +760,13 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
                 &mut stopped,
             );
         }
-        if !stopped {
-            if let Some(req) = encoder.finish(&mut report) {
-                if sink(req, &mut report).is_break() {
-                    stopped = true;
-                }
+        // Until it has nothing left: a grouping window may hold several.
+        while !stopped {
+            let Some(req) = encoder.finish(&mut report) else {
+                break;
+            };
+            if sink(req, &mut report).is_break() {
+                stopped = true;
             }
         }
     }

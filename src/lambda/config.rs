@@ -51,6 +51,9 @@ pub struct LambdaConfig {
     pub max_decompressed_bytes: u64,
     pub measure_name: String,
     pub collision_window_secs: u64,
+    /// Timestream: records sorted by dimensions per window before they are
+    /// cut into requests (`K6TS_GROUP_WINDOW`; ≤ 100: arrival order).
+    pub group_window: usize,
     pub request_timeout: Duration,
     pub metrics_namespace: String,
     /// Function to invoke for continuations (default: this function,
@@ -204,6 +207,12 @@ impl LambdaConfig {
                 "K6TS_COLLISION_WINDOW_SECONDS",
                 DEFAULT_COLLISION_WINDOW_SECS,
                 1,
+            )?,
+            group_window: num(
+                g,
+                "K6TS_GROUP_WINDOW",
+                crate::sinks::timestream::DEFAULT_GROUP_WINDOW,
+                0,
             )?,
             request_timeout: Duration::from_secs(num(
                 g,

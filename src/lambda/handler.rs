@@ -1563,6 +1563,10 @@ mod tests {
             ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
             ("K6TS_CONCURRENCY", "1"),
             ("K6TS_MAX_CONTINUATIONS", "500"),
+            // Windows far smaller than the object (the default one would
+            // hold all of its ~3,500 records: nothing to send before the
+            // end of the input, so no continuation would read on).
+            ("K6TS_GROUP_WINDOW", "300"),
         ]);
         let (h, source, put, inv) = handler(c, slow());
         let body = bigger(7);
@@ -1583,7 +1587,7 @@ mod tests {
         assert!(offsets.len() >= 3, "ranged reads: {offsets:?}");
         let mut sent = h.writer.requests.lock().unwrap().clone();
         sent.sort_by_key(|q| q.seq);
-        let (h1, s1, ..) = handler(cfg(&[]), Writer::default());
+        let (h1, s1, ..) = handler(cfg(&[("K6TS_GROUP_WINDOW", "300")]), Writer::default());
         s1.objects.lock().unwrap().insert(
             "k6-results/big.json.gz".into(),
             Obj {

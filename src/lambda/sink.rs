@@ -29,7 +29,7 @@ impl<W: Service<WriteRequest>> SinkKit for W {
     type Encoder = Batcher;
     type Service = W;
     fn encoder(&self, cfg: &LambdaConfig) -> Batcher {
-        Batcher::new(cfg.model, cfg.collision_window_secs)
+        Batcher::with_group_window(cfg.model, cfg.collision_window_secs, cfg.group_window)
     }
     fn service(kit: &Arc<Self>) -> Arc<W> {
         kit.clone()

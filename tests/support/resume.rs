@@ -45,6 +45,24 @@ pub fn run_chain(
     window_secs: u64,
     plan: &[Link],
 ) -> Result<Chain, String> {
+    let model = opts.convert.model;
+    run_chain_with(
+        input,
+        name,
+        opts,
+        &|| Batcher::new(model, window_secs),
+        plan,
+    )
+}
+
+/// [`run_chain`] with the first link's batcher made by `fresh`.
+pub fn run_chain_with(
+    input: &[u8],
+    name: &str,
+    opts: &PipelineOptions,
+    fresh: &dyn Fn() -> Batcher,
+    plan: &[Link],
+) -> Result<Chain, String> {
     let mut chain = Chain::default();
     let mut stored: Option<Vec<u8>> = None;
     for i in 0usize.. {
@@ -56,10 +74,7 @@ pub fn run_chain(
             queue: 0,
         });
         let (start, offset) = match stored.take() {
-            None => (
-                Start::Fresh(Batcher::new(opts.convert.model, window_secs)),
-                Some(0),
-            ),
+            None => (Start::Fresh(fresh()), Some(0)),
             Some(bytes) => {
                 let c = Checkpoint::<Batcher>::decode(&bytes)
                     .map_err(|e| format!("link {i}: checkpoint: {e}"))?;

@@ -7,4 +7,4 @@ pub mod encode;
 pub mod request;
 pub mod service;
 
-pub use request::{Batcher, WriteRequest};
+pub use request::{Batcher, WriteRequest, DEFAULT_GROUP_WINDOW};
