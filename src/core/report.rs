@@ -52,11 +52,14 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     pub model: String,
+    /// The k6 output format found in the input, `json` or `csv` (told by
+    /// its first lines, never by its name); empty when none was found.
+    pub format: String,
     /// Whether the input was gzip (detected by magic bytes).
     pub gzip: bool,
     /// Bytes read from the source (compressed size for gzip input).
     pub bytes_read: u64,
-    /// Bytes of NDJSON after decompression.
+    /// Bytes of the input after decompression.
     pub bytes_decompressed: u64,
     /// Lines seen, blank ones included.
     pub lines: u64,
@@ -128,6 +131,9 @@ pub struct RunReport {
     pub complete: bool,
     /// The fatal error that ended the run early, if any.
     pub error: Option<String>,
+    /// What the user should know about the converted data (e.g. times of
+    /// whole seconds), one sentence each.
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -235,6 +241,9 @@ impl RunReport {
                     s += &format!("\n  dead letters: {l}");
                 }
             }
+        }
+        for w in &self.warnings {
+            s += &format!("\n  warning: {w}");
         }
         if let Some(e) = &self.error {
             s += &format!("\n  ERROR: {e}");

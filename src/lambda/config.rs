@@ -8,7 +8,7 @@ use crate::core::model::DataModel;
 use crate::sinks::driver::{DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_SECS, MAX_CONCURRENCY};
 use std::time::Duration;
 
-pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
+pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz", ".csv", ".csv.gz"];
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,7 +205,8 @@ mod tests {
         assert_eq!(c.model, DataModel::Multi);
         assert_eq!(c.testid, TestId::FromInput);
         assert_eq!(c.concurrency, DEFAULT_CONCURRENCY);
-        assert!(c.wants_key("runs/a.json.gz") && c.wants_key("a.JSON") && !c.wants_key("a.csv"));
+        assert!(c.wants_key("runs/a.json.gz") && c.wants_key("a.JSON") && !c.wants_key("a.txt"));
+        assert!(c.wants_key("runs/a.csv") && c.wants_key("runs/a.CSV.gz"));
         assert!(!c.wants_key("k6-timestream-dead-letter/b/a.json"));
     }
 

@@ -525,6 +525,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn csv_objects_are_written_and_non_k6_objects_fail() {
+        let (h, source, ..) = handler(cfg(&[]), Writer::default());
+        let csv = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/csv_unix.csv"
+        ))
+        .unwrap();
+        for (key, body) in [
+            ("k6-results/run.csv", csv),
+            ("k6-results/notes.json", b"a note\nmore notes\n".to_vec()),
+        ] {
+            source.objects.lock().unwrap().insert(
+                key.into(),
+                Obj {
+                    body,
+                    etag: "e".into(),
+                    version: None,
+                },
+            );
+        }
+        let r = h
+            .handle(s3_event("k6-results/run.csv", "e"), soon())
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        assert_eq!(r.outcome.map(Outcome::as_str), Some("complete"), "{r:?}");
+        assert_eq!((r.format.as_str(), r.points), ("csv", 353));
+        assert_eq!(r.written_measures, r.measures);
+        assert!(r.warnings.iter().any(|w| w.contains("unix_nano")));
+        let stored = h.writer.records.lock().unwrap().len() as u64;
+        assert_eq!(stored, r.written_records);
+        // Not k6 output: `failed` (not retried), nothing written.
+        let r = h
+            .handle(s3_event("k6-results/notes.json", "e"), soon())
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        assert_eq!(r.outcome.map(Outcome::as_str), Some("failed"), "{r:?}");
+        let e = r.error.as_deref().unwrap();
+        assert!(
+            e.starts_with("s3://b/k6-results/notes.json: not k6 output"),
+            "{e}"
+        );
+        assert_eq!(h.writer.records.lock().unwrap().len() as u64, stored);
+    }
+
+    #[tokio::test]
     async fn transient_source_errors_ask_for_a_retry() {
         let (h, ..) = handler(cfg(&[]), Writer::default());
         let e = h

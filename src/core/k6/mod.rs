@@ -1,6 +1,7 @@
-//! k6's result formats: the JSON output's lines ([`json`]) and its times
-//! ([`time`]).
+//! k6's result formats: the JSON output's lines ([`json`]), the CSV
+//! output's records ([`csv`]) and their times ([`time`]).
 
+pub mod csv;
 pub mod json;
 pub mod time;
 
