@@ -6,12 +6,17 @@
 #        ▼                                     ▼
 #   loopback HTTP server          cargo lambda watch ── k6-timestream-lambda ──▶ Timestream
 #   (scripts/fixtures/server.py)  (local Lambda runtime API)                     (strict-timestream)
+#                                                                                 or InfluxDB
+#                                                                                 (a real influxd)
 #
-# Prints the function's run report, a sample of the stored measures, the
-# endpoint's counters and a one-line verdict (every k6 point accounted for?).
-# Exit status 0 when the verdict is OK.
+# Prints the function's run report, a sample of the stored measures (with
+# --sink influxdb: the p95 of http_req_duration per request name, queried
+# back with InfluxQL), the endpoint's counters and a one-line verdict
+# (every k6 point accounted for?). Exit status 0 when the verdict is OK.
 #
-# Usage: scripts/demo.sh [--duration D] [--vus N] [--skip-install] [--keep]
+# Usage: scripts/demo.sh [--sink timestream|influxdb] [--duration D] [--vus N] [--skip-install] [--keep]
+#   --sink S         timestream (default: the strict local Timestream endpoint) or
+#                    influxdb (a local InfluxDB 1.x, written through its v1 API)
 #   --duration D     k6 test duration (default 5s)
 #   --vus N          k6 virtual users (default 3)
 #   --skip-install   do not run scripts/install-tools.sh (the tools are in .venv/ or on PATH)
@@ -24,6 +29,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SINK=timestream
 DURATION=5s
 VUS=3
 INSTALL=1
@@ -33,6 +39,8 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0
 
 while [ $# -gt 0 ]; do
   case "$1" in
+    --sink) SINK="${2:?--sink needs a value}"; shift 2 ;;
+    --sink=*) SINK="${1#*=}"; shift ;;
     --duration) DURATION="${2:?--duration needs a value}"; shift 2 ;;
     --duration=*) DURATION="${1#*=}"; shift ;;
     --vus) VUS="${2:?--vus needs a value}"; shift 2 ;;
@@ -44,6 +52,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$VUS" in '' | *[!0-9]* | 0) echo "demo: --vus: expected a positive number, got '$VUS'" >&2; exit 2 ;; esac
+case "$SINK" in timestream | influxdb) ;; *) echo "demo: --sink: expected timestream or influxdb, got '$SINK'" >&2; exit 2 ;; esac
 
 # The function's configuration and names.
 DB=k6
@@ -302,9 +311,120 @@ def show(response, results, strict, db, table):
     print("\nverdict: OK: " + line)
 
 
+def influx_config(out, data, http_port, rpc_port):
+    """`influxd config` with every path under `data`, HTTP on 127.0.0.1:http_port,
+    the RPC service on 127.0.0.1:rpc_port, reporting and the other listeners off."""
+    import subprocess
+    defaults = subprocess.run(["influxd", "config"], capture_output=True, text=True, check=True).stdout
+    section, lines = "", ["reporting-disabled = true", f'bind-address = "127.0.0.1:{rpc_port}"']
+    for line in defaults.splitlines():
+        s = line.strip()
+        if s.startswith("["):
+            section = s.strip("[]")
+            lines.append(line)
+            continue
+        key = s.split("=")[0].strip()
+        new = {
+            ("meta", "dir"): f'  dir = "{data}/meta"',
+            ("data", "dir"): f'  dir = "{data}/data"',
+            ("data", "wal-dir"): f'  wal-dir = "{data}/wal"',
+            ("data", "query-log-enabled"): "  query-log-enabled = false",
+            ("monitor", "store-enabled"): "  store-enabled = false",
+            ("http", "bind-address"): f'  bind-address = "127.0.0.1:{http_port}"',
+            ("http", "log-enabled"): "  log-enabled = false",
+            ("http", "bind-socket"): f'  bind-socket = "{data}/influxdb.sock"',
+        }.get((section, key))
+        if section == "" and key in ("reporting-disabled", "reporting-enabled", "bind-address"):
+            continue
+        if key == "enabled" and section in ("subscriber", "continuous_queries", "ifql", "graphite", "collectd", "opentsdb", "udp"):
+            new = "  enabled = false"
+        lines.append(new if new is not None else line)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def influx_query(url, db, q, show=True):
+    """InfluxQL over HTTP (POST /query, epoch=ns); prints or returns the JSON answer."""
+    form = {"q": q, "epoch": "ns"}
+    if db:
+        form["db"] = db
+    req = urllib.request.Request(f"{url}/query", data=urllib.parse.urlencode(form).encode(), method="POST")
+    req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        answer = json.loads(r.read())
+    for res in answer.get("results", []):
+        if "error" in res:
+            sys.exit(f"InfluxQL {q!r}: {res['error']}")
+    if show:
+        print(json.dumps(answer))
+    return answer
+
+
+def influx_ping(url):
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
+            sys.exit(0 if r.status == 204 else 1)
+    except (OSError, urllib.error.URLError):
+        sys.exit(1)
+
+
+def show_influx(response, results, url, db):
+    """Prints the report and a query result; exits 1 unless the verdict is OK."""
+    with open(response) as f:
+        resp = json.load(f)
+    if not isinstance(resp, dict) or "reports" not in resp:
+        print(json.dumps(resp, indent=2))
+        sys.exit("the function did not answer with a report list")
+    reports = resp["reports"]
+    print("Run report (the function's answer: {\"reports\": [...]}):")
+    print(json.dumps(reports, indent=2))
+    k6_points = 0
+    with gzip.open(results, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip() and json.loads(line).get("type") == "Point":
+                k6_points += 1
+
+    series = lambda q: influx_query(url, db, q, show=False)["results"][0].get("series", [])
+    stored = {s["name"]: s["values"][0][1] for s in series('SELECT COUNT("value") FROM /.*/')}
+    print(f"\nStored in InfluxDB database {db}: {sum(stored.values())} points in {len(stored)} measurements "
+          "(SELECT COUNT(\"value\") FROM /.*/):")
+    print(textwrap.fill(", ".join(f"{k} {v}" for k, v in sorted(stored.items())), 110,
+                        initial_indent="  ", subsequent_indent="    "))
+    q = 'SELECT PERCENTILE("value", 95) AS p95, COUNT("value") AS n FROM "http_req_duration" GROUP BY "name"'
+    print(f"\n{q}:")
+    print(f"  {'name':<60} {'p95 (ms)':>10} {'requests':>9}")
+    for s in series(q):
+        _, p95, n = s["values"][0]
+        print(f"  {s['tags']['name']:<60} {p95:>10.3f} {n:>9}")
+
+    r = reports[0] if len(reports) == 1 else {}
+    dropped = sum(r.get("dropped", {}).values())
+    checks = {
+        "one report": len(reports) == 1,
+        "outcome complete": r.get("outcome") == "complete" and not r.get("error"),
+        "report points = Point lines in the k6 file": r.get("points") == k6_points,
+        "points - dropped = measures written": r.get("points", -1) - dropped == r.get("written_measures"),
+        # Identical points (k6 can emit them) are one point in InfluxDB.
+        "measures written - identical duplicates = points stored":
+            r.get("written_measures", 0) - r.get("identical_duplicate_measures", 0) == sum(stored.values()),
+        "nothing rejected or dead-lettered": r.get("rejected_records", 1) == 0 and r.get("dead_lettered", 1) == 0,
+        "some points": k6_points > 0,
+    }
+    failed = [k for k, ok in checks.items() if not ok]
+    line = (f"{k6_points} k6 points in -> {sum(stored.values())} points stored "
+            f"({dropped} dropped by conversion rules, {r.get('written_records', 0)} records, "
+            f"{r.get('rejected_records', 0)} rejected, {r.get('dead_lettered', 0)} dead-lettered)")
+    if failed:
+        print("\nverdict: MISMATCH: " + line + "; failed: " + "; ".join(failed))
+        sys.exit(1)
+    print("\nverdict: OK: " + line)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"port": port, "launch": launch, "s3-put": s3_put, "event": event, "executable": executable, "show": show}[cmd](*args)
+    {"port": port, "launch": launch, "s3-put": s3_put, "event": event, "executable": executable, "show": show,
+     "influx-config": influx_config, "influx-query": influx_query, "influx-ping": influx_ping,
+     "show-influx": show_influx}[cmd](*args)
 PY
 
 helper() { python3 "$HELPER" "$@"; }
@@ -352,7 +472,9 @@ if [ "$INSTALL" = 1 ]; then
   scripts/install-tools.sh
 fi
 source scripts/tools-env.sh
-for tool in cargo k6 moto_server cargo-lambda; do
+TOOLS=(cargo k6 moto_server cargo-lambda)
+[ "$SINK" = influxdb ] && TOOLS+=(influxd)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || die "$tool not on PATH (run scripts/install-tools.sh)"
 done
 info "k6: $(k6 version 2>/dev/null | head -n1)"
@@ -365,20 +487,37 @@ info "cargo-lambda: $(cargo lambda --version 2>/dev/null | head -n1)"
 # features do not change the function's build.
 step "building the function: cargo build --bin $FUNCTION (what cargo lambda watch runs)"
 cargo build --manifest-path Cargo.toml --bin "$FUNCTION"
-step "building the local Timestream endpoint: cargo build -p strict-timestream --bin strict-timestream"
-# (JSON messages on stdout give the binary's path, wherever the target dir is.)
-STRICT_BIN="$(cargo build -p strict-timestream --bin strict-timestream --message-format=json-render-diagnostics |
-  helper executable strict-timestream)"
-[ -x "$STRICT_BIN" ] || die "no strict-timestream binary (cargo reported '$STRICT_BIN')"
+if [ "$SINK" = timestream ]; then
+  step "building the local Timestream endpoint: cargo build -p strict-timestream --bin strict-timestream"
+  # (JSON messages on stdout give the binary's path, wherever the target dir is.)
+  STRICT_BIN="$(cargo build -p strict-timestream --bin strict-timestream --message-format=json-render-diagnostics |
+    helper executable strict-timestream)"
+  [ -x "$STRICT_BIN" ] || die "no strict-timestream binary (cargo reported '$STRICT_BIN')"
+fi
 
 # ---------------------------------------------------------------------------
 step "starting the services (127.0.0.1 only)"
 
-start_service strict-timestream "$STRICT_BIN" --listen 127.0.0.1:0 --table "$DB.$TABLE" --magnetic-writes
-STRICT_PGID=$SERVICE_PGID
-wait_for strict-timestream 30 "$STRICT_PGID" log_has strict-timestream '^listening on http://'
-STRICT_URL="$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$WORK/strict-timestream.log" | head -n1)"
-info "Timestream (strict-timestream, table $DB.$TABLE): $STRICT_URL"
+if [ "$SINK" = timestream ]; then
+  start_service strict-timestream "$STRICT_BIN" --listen 127.0.0.1:0 --table "$DB.$TABLE" --magnetic-writes
+  STRICT_PGID=$SERVICE_PGID
+  wait_for strict-timestream 30 "$STRICT_PGID" log_has strict-timestream '^listening on http://'
+  STRICT_URL="$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$WORK/strict-timestream.log" | head -n1)"
+  info "Timestream (strict-timestream, table $DB.$TABLE): $STRICT_URL"
+  SINK_ENV=(K6TS_DATABASE="$DB" K6TS_TABLE="$TABLE" AWS_ENDPOINT_URL_TIMESTREAM_WRITE="$STRICT_URL")
+else
+  # A throwaway InfluxDB 1.x: data, WAL and meta in the work directory,
+  # HTTP on a free loopback port, every other listener off.
+  INFLUX_PORT="$(helper port)"
+  helper influx-config "$WORK/influxdb.conf" "$WORK/influxdb" "$INFLUX_PORT" "$(helper port)"
+  start_service influxd influxd -config "$WORK/influxdb.conf"
+  INFLUX_PGID=$SERVICE_PGID
+  INFLUX_URL="http://127.0.0.1:$INFLUX_PORT"
+  wait_for influxd 30 "$INFLUX_PGID" helper influx-ping "$INFLUX_URL"
+  helper influx-query "$INFLUX_URL" "" "CREATE DATABASE \"$DB\"" >/dev/null
+  info "InfluxDB ($(influxd version 2>/dev/null | head -n1), database $DB): $INFLUX_URL"
+  SINK_ENV=(K6TS_SINK=influxdb K6TS_INFLUXDB_URL="$INFLUX_URL" K6TS_INFLUXDB_API=v1 K6TS_INFLUXDB_DATABASE="$DB")
+fi
 
 MOTO_PORT="$(helper port)"
 start_service moto_server moto_server -H 127.0.0.1 -p "$MOTO_PORT"
@@ -404,10 +543,8 @@ start_service cargo-lambda-watch env \
   -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
   -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE -u AWS_CONTAINER_CREDENTIALS_FULL_URI \
   -u AWS_CONTAINER_CREDENTIALS_RELATIVE_URI -u AWS_LAMBDA_LOG_FORMAT -u RUST_LOG \
-  K6TS_DATABASE="$DB" \
-  K6TS_TABLE="$TABLE" \
+  "${SINK_ENV[@]}" \
   AWS_ENDPOINT_URL_S3="$MOTO_URL" \
-  AWS_ENDPOINT_URL_TIMESTREAM_WRITE="$STRICT_URL" \
   AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$NOWHERE_PORT" \
   AWS_ACCESS_KEY_ID=testing \
   AWS_SECRET_ACCESS_KEY=testing \
@@ -465,5 +602,9 @@ info "answered after $((SECONDS - invoke_until + INVOKE_TIMEOUT))s"
 
 # ---------------------------------------------------------------------------
 step "results"
-helper show "$WORK/response.json" "$RESULTS" "$STRICT_URL" "$DB" "$TABLE"
+if [ "$SINK" = timestream ]; then
+  helper show "$WORK/response.json" "$RESULTS" "$STRICT_URL" "$DB" "$TABLE"
+else
+  helper show-influx "$WORK/response.json" "$RESULTS" "$INFLUX_URL" "$DB"
+fi
 printf '\ndemo: done in %ss\n' "$((SECONDS - START))"

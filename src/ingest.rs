@@ -3,13 +3,13 @@
 //! a bounded channel between them.
 
 use crate::core::input::{InputError, Progress};
-use crate::core::pipeline::{self, Encoder, PipelineOptions};
+use crate::core::pipeline::{Encoder, PipelineOptions};
 use crate::core::report::RunReport;
+use crate::core::resume::{self, Checkpoint, Start};
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::driver::{self, DriveOutcome, WriteStats, WriterConfig};
 use crate::sinks::{Request, Service};
 use std::io::Read;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -60,15 +60,21 @@ impl Failure {
     }
 }
 
-pub struct IngestResult {
+pub struct IngestResult<E: Encoder> {
     pub report: RunReport,
-    pub drive: DriveOutcome,
+    /// (Its `unsent` requests are moved into `checkpoint`.)
+    pub drive: DriveOutcome<E::Request>,
     /// Not every request was sent: the writer stopped taking them (time
     /// budget), or a failure ended the run.
     pub stopped: bool,
     /// The first failure that ended the run, if any (its message is also
     /// the report's `error`).
     pub failure: Option<Failure>,
+    /// Where the run ended, unless the input failed: the state to go on
+    /// from, with every request built but not sent (its `unsent`, in
+    /// order). Nothing is left when its input is finished and nothing is
+    /// unsent.
+    pub checkpoint: Option<Checkpoint<E>>,
 }
 
 /// Shared live state of one ingest (progress display, logs).
@@ -94,7 +100,31 @@ pub async fn ingest<R, E, W, D>(
     sink: Sink<E, W, D>,
     live: Live,
     stop: Arc<dyn Fn() -> bool + Send + Sync>,
-) -> IngestResult
+) -> IngestResult<E>
+where
+    R: Read + Send + 'static,
+    E: Encoder + Send + 'static,
+    E::Request: Request,
+    W: Service<E::Request>,
+    D: DeadLetterSink,
+{
+    ingest_from(source, name, popts, sink, live, stop, None).await
+}
+
+/// [`ingest`], or the rest of a stopped run when `from` is its checkpoint:
+/// its unsent requests go out first, then the pipeline goes on from its
+/// state (its encoder replaces `sink.encoder`), reading `source`, which
+/// must yield the input from the checkpoint's
+/// [`source_offset`](crate::core::input::InputPosition::source_offset) on.
+pub async fn ingest_from<R, E, W, D>(
+    source: R,
+    name: String,
+    popts: PipelineOptions,
+    sink: Sink<E, W, D>,
+    live: Live,
+    stop: Arc<dyn Fn() -> bool + Send + Sync>,
+    from: Option<Checkpoint<E>>,
+) -> IngestResult<E>
 where
     R: Read + Send + 'static,
     E: Encoder + Send + 'static,
@@ -103,7 +133,7 @@ where
     D: DeadLetterSink,
 {
     let Sink {
-        mut encoder,
+        encoder,
         service,
         dead_letters: dlq,
         config: wcfg,
@@ -111,23 +141,18 @@ where
     let (tx, rx) = mpsc::channel::<E::Request>(wcfg.concurrency.max(1));
     let progress = live.progress.clone();
     let n2 = name.clone();
+    let start = match from {
+        Some(c) => Start::Resume(Box::new(c)),
+        None => Start::Fresh(encoder),
+    };
     let conv = tokio::task::spawn_blocking(move || {
-        pipeline::run(
-            source,
-            &n2,
-            &popts,
-            &mut encoder,
-            progress,
-            &mut |req, _| {
-                if tx.blocking_send(req).is_ok() {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
-            },
-        )
+        // A send fails when the driver closed the channel (a stop) or is
+        // gone (a fatal error): the request comes back into the checkpoint.
+        resume::run(source, &n2, &popts, start, progress, &mut |req| {
+            tx.blocking_send(req).map_err(|e| e.0)
+        })
     });
-    let drive = driver::drive(
+    let mut drive = driver::drive(
         rx,
         service,
         dlq.clone(),
@@ -137,7 +162,7 @@ where
         &*stop,
     )
     .await;
-    let outcome = match conv.await {
+    let (outcome, mut checkpoint) = match conv.await {
         Ok(o) => o,
         Err(e) => {
             let failure = Failure::Internal(format!("converter failed: {e}"));
@@ -151,9 +176,17 @@ where
                 drive,
                 stopped: true,
                 failure: Some(failure),
+                checkpoint: None,
             };
         }
     };
+    if let Some(c) = &mut checkpoint {
+        // The queued requests precede the ones the converter kept.
+        let mut unsent = std::mem::take(&mut drive.unsent);
+        unsent.append(&mut c.unsent);
+        debug_assert!(unsent.windows(2).all(|w| w[0].seq() < w[1].seq()));
+        c.unsent = unsent;
+    }
     let mut report = outcome.report;
     live.stats.merge_into(&mut report);
     for (k, v) in &drive.rejected_reasons {
@@ -181,11 +214,15 @@ where
     if stopped {
         report.complete = false;
     }
+    if failure.is_some() {
+        checkpoint = None;
+    }
     IngestResult {
         report,
         drive,
         stopped,
         failure,
+        checkpoint,
     }
 }
 

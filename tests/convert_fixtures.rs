@@ -2,26 +2,21 @@
 //!
 //! The real binary is run; its stdout (one WriteRecords request per line) is
 //! expanded into measures and compared, in order, with the points an
-//! independent oracle (`common`: serde_json::Value, its own RFC 3339 parser,
+//! independent oracle (`support`: serde_json::Value, its own RFC 3339 parser,
 //! `str::parse::<f64>` on the raw number text) finds in the fixture.
 //! New fixtures are picked up automatically (the directory is listed).
 
 mod support;
 
-use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_k6-timestream");
 const MAX_LINE_BYTES: usize = 1 << 20; // the CLI default
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 /// Every JSON fixture file (README.md, other `.md` files and hidden files
 /// skipped; k6 CSV files are checked against their JSON twins by
@@ -42,30 +37,6 @@ fn fixtures() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn fixture(name: &str) -> PathBuf {
-    let p = fixtures_dir().join(name);
-    assert!(p.is_file(), "fixture {name} is missing");
-    p
-}
-
-/// Decompresses (all gzip members) or copies; on a read error returns what
-/// was decoded before it and the error.
-fn decode(bytes: &[u8]) -> (Vec<u8>, Option<String>) {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return (bytes.to_vec(), None);
-    }
-    let mut d = MultiGzDecoder::new(bytes);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match d.read(&mut buf) {
-            Ok(0) => return (out, None),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => return (out, Some(e.to_string())),
-        }
-    }
 }
 
 struct CliRun {
@@ -418,7 +389,7 @@ struct Checked {
 /// Checks a `convert` stdout and summary against the oracle's reading of
 /// the input file `path` (given to the CLI as `input`).
 fn verify(path: &Path, input: &str, case: &Case, stdout: &[u8], summary: &Value) -> Vec<String> {
-    let (data, err) = decode(&std::fs::read(path).unwrap());
+    let (data, err) = decompress(&std::fs::read(path).unwrap());
     if let Some(e) = err {
         return vec![format!("the oracle cannot read the fixture: {e}")];
     }
@@ -535,7 +506,7 @@ fn every_fixture_point_by_point_in_both_models() {
 fn multi_is_cheaper_than_single_where_there_are_http_requests() {
     let mut compared = 0;
     for path in fixtures() {
-        let (data, _) = decode(&std::fs::read(&path).unwrap());
+        let (data, _) = decompress(&std::fs::read(&path).unwrap());
         let exp = Expected::from_lines(&split_lines(&data), MAX_LINE_BYTES);
         if !exp.written_points().any(|p| p.metric == "http_reqs") {
             continue;
@@ -575,7 +546,7 @@ fn truncated_gzip_is_fatal_after_a_correct_prefix() {
     std::fs::write(&path, cut).unwrap();
     let path_s = path.to_str().unwrap();
 
-    let (data, err) = decode(cut);
+    let (data, err) = decompress(cut);
     assert!(err.is_some(), "the oracle should see the truncation");
     // Only complete lines count.
     let complete = &data[..data.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1)];

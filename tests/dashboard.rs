@@ -24,11 +24,14 @@
 //! There is deliberately no machine-readable list of columns in the dashboard:
 //! the SQL itself is checked.
 
+mod support;
+
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
+use support::root;
 
 /// SQL keywords and type names (compared case-insensitively). A column whose
 /// name is one of these must be written as a quoted identifier (`"group"`),
@@ -77,10 +80,6 @@ struct Produced {
     dimensions: BTreeSet<String>,
     measure_names: BTreeSet<String>,
     records: usize,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn names_of(dims: Option<&Value>, into: &mut BTreeSet<String>) {

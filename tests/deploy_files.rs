@@ -1,15 +1,14 @@
 //! Checks of the deployment files: the sample events in `events/`, the CI
 //! uploader policy, the Grafana dashboard JSON and a few invariants of
-//! `template.yaml` that the code depends on (std + serde_json only; the
-//! template is checked as text, cfn-lint and `sam validate --lint` do the rest).
+//! `template.yaml` that the code depends on (the template is checked as
+//! text; cfn-lint and `sam validate --lint` do the rest).
+
+mod support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::Path;
+use support::root;
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
@@ -171,6 +170,9 @@ fn every_event_is_valid_json_and_has_expected_keys() {
         "s3-put-versioned.json",
         "direct-reprocess.json",
         "continuation.json",
+        "eventbridge-object-created.json",
+        "batch-ops-1.0.json",
+        "batch-ops-2.0.json",
     ] {
         assert!(files.contains(required), "events/{required} is missing");
     }
@@ -318,6 +320,11 @@ fn direct_and_continuation_events() {
         c["carried"].is_object(),
         "continuation: carried is an object"
     );
+    assert!(
+        c["checkpoint"].is_null()
+            || (c["checkpoint"]["bucket"].is_string() && c["checkpoint"]["key"].is_string()),
+        "continuation: checkpoint is null or {{bucket, key}}"
+    );
     assert_eq!(
         vec![c["key"].as_str().unwrap().to_owned()],
         expected["continuation.json"]
@@ -376,7 +383,16 @@ fn sample_keys_trigger_the_default_notification_and_suffixes_agree() {
         template.contains("ObjectKeyPrefix: k6-timestream-rejected/"),
         "rejected-data prefix"
     );
-    for other in [dead_letter.as_str(), "k6-timestream-rejected/"] {
+    let state = template_default(&template, "StatePrefix");
+    assert!(
+        state.starts_with("k6-timestream-") && state.ends_with('/'),
+        "StatePrefix {state}"
+    );
+    for other in [
+        dead_letter.as_str(),
+        state.as_str(),
+        "k6-timestream-rejected/",
+    ] {
         let key = format!("{other}k6-results/run.json.gz");
         assert!(
             !key.starts_with(&prefix),
@@ -625,4 +641,376 @@ fn grafana_provisioning_files_point_at_the_plugin_and_the_dashboard() {
         "dashboard provider has a path"
     );
     assert!(Path::new(&root().join("infra/grafana/dashboard.json")).is_file());
+}
+
+#[test]
+fn eventbridge_sample_has_s3s_shape_and_a_raw_key() {
+    let expected = expected_keys();
+    let name = "eventbridge-object-created.json";
+    let e = json(&format!("events/{name}"));
+    assert_eq!(e["version"], "0");
+    assert_eq!(e["detail-type"], "Object Created");
+    assert_eq!(e["source"], "aws.s3");
+    assert!(e["id"].is_string() && e["account"].is_string() && e["time"].is_string());
+    let d = &e["detail"];
+    let bucket = d["bucket"]["name"].as_str().expect("detail.bucket.name");
+    assert_eq!(
+        e["resources"],
+        serde_json::json!([format!("arn:aws:s3:::{bucket}")])
+    );
+    let o = &d["object"];
+    assert!(o["size"].is_u64() && o["etag"].is_string() && o["sequencer"].is_string());
+    assert!(o["version-id"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(d["reason"].is_string() && d["request-id"].is_string());
+    // Not URL-encoded: the key is the object's key, characters S3 would
+    // encode in a notification included.
+    let key = o["key"].as_str().unwrap();
+    assert!(
+        key.contains(' ') && key.contains('+') && key.contains('='),
+        "{name}: the sample key should show raw characters: {key:?}"
+    );
+    assert_eq!(vec![key.to_owned()], expected[name]);
+}
+
+#[test]
+fn batch_operations_samples_follow_both_schemas() {
+    let expected = expected_keys();
+    for (name, schema) in [("batch-ops-1.0.json", "1.0"), ("batch-ops-2.0.json", "2.0")] {
+        let e = json(&format!("events/{name}"));
+        assert_eq!(e["invocationSchemaVersion"], schema, "{name}");
+        assert!(
+            e["invocationId"].as_str().is_some_and(|s| !s.is_empty()),
+            "{name}"
+        );
+        assert!(e["job"]["id"].is_string(), "{name}: job.id");
+        let tasks = e["tasks"].as_array().expect("tasks");
+        assert_eq!(
+            tasks.len(),
+            1,
+            "{name}: Batch Operations sends one task per invocation"
+        );
+        let mut keys = Vec::new();
+        for t in tasks {
+            assert!(t["taskId"].is_string(), "{name}: taskId");
+            assert!(t["s3VersionId"].is_null() || t["s3VersionId"].is_string());
+            let (has_arn, has_name) = (t.get("s3BucketArn").is_some(), t.get("s3Bucket").is_some());
+            match schema {
+                // 1.0 names the bucket by ARN, 2.0 by name.
+                "1.0" => assert!(has_arn && !has_name, "{name}: s3BucketArn only"),
+                _ => assert!(has_name && !has_arn, "{name}: s3Bucket only"),
+            }
+            let raw = t["s3Key"].as_str().unwrap();
+            assert!(
+                !raw.contains(' ') && raw.is_ascii() && raw != form_decode(raw),
+                "{name}: keys arrive URL-encoded, as in the manifest: {raw:?}"
+            );
+            assert_eq!(form_decode(raw), crate_decode(raw), "{name}");
+            keys.push(form_decode(raw));
+        }
+        assert_eq!(keys, expected[name], "{name}: decoded keys");
+        if schema == "2.0" {
+            assert!(
+                e["job"]["userArguments"].is_object(),
+                "{name}: userArguments"
+            );
+        }
+    }
+}
+
+/// `wildcard` patterns of the EventBridge rule, as suffixes after
+/// `<escaped ResultsPrefix>*`.
+fn rule_wildcard_suffixes(template: &str) -> Vec<String> {
+    const HEAD: &str =
+        "- wildcard: !Join ['', [!Join ['\\*', !Split ['*', !Ref ResultsPrefix]], '*";
+    template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(HEAD)?.strip_suffix("']]"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// EventBridge's `wildcard` on a pattern with a single `*`.
+fn wildcard_matches(pattern: &str, s: &str) -> bool {
+    let (head, tail) = pattern.split_once('*').expect("one *");
+    s.len() >= head.len() + tail.len() && s.starts_with(head) && s.ends_with(tail)
+}
+
+/// The text of the resource `name` in template.yaml: its header line and
+/// every line after it up to the next entry at the same (two-space) depth
+/// or the next top-level section.
+fn resource_block<'a>(template: &'a str, name: &str) -> &'a str {
+    let start = template
+        .find(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("resource {name} not in template.yaml"))
+        + 1;
+    let rest = &template[start..];
+    let mut end = rest.len();
+    let mut at = rest.find('\n').unwrap() + 1;
+    while at < rest.len() {
+        let line = &rest[at..];
+        let next_entry = line.starts_with("  ") && !line[2..].starts_with([' ', '#', '\n']);
+        let next_section = !line.starts_with([' ', '#', '\n']);
+        if next_entry || next_section {
+            end = at;
+            break;
+        }
+        at += line.find('\n').map_or(line.len(), |i| i + 1);
+    }
+    &rest[..end]
+}
+
+#[test]
+fn trigger_mode_chooses_notifications_or_an_eventbridge_rule() {
+    let template = read("template.yaml");
+    assert_eq!(template_default(&template, "TriggerMode"), "notification");
+    assert!(template.contains("AllowedValues: [notification, eventbridge]"));
+    for cond in [
+        "UseNotifications: !Equals [!Ref TriggerMode, notification]",
+        "UseEventBridge: !Equals [!Ref TriggerMode, eventbridge]",
+    ] {
+        assert!(template.contains(cond), "template.yaml lacks {cond:?}");
+    }
+    // The stack-created bucket: notifications or EventBridge, never both.
+    let bucket = resource_block(&template, "ResultsBucket");
+    assert!(bucket.contains("EventBridgeConfiguration: !If\n          - UseEventBridge\n          - EventBridgeEnabled: true"));
+    assert!(bucket.contains("LambdaConfigurations: !If\n          - UseNotifications"));
+
+    let rule = resource_block(&template, "ObjectCreatedRule");
+    for needle in [
+        "Type: AWS::Events::Rule",
+        "Condition: UseEventBridge",
+        "source: [aws.s3]",
+        "detail-type: [Object Created]",
+        "Arn: !GetAtt IngestFunction.Arn",
+    ] {
+        assert!(rule.contains(needle), "ObjectCreatedRule lacks {needle:?}");
+    }
+    assert!(
+        !rule.contains("EventBridgeInvokePermission:"),
+        "one resource's text"
+    );
+    let perm = resource_block(&template, "EventBridgeInvokePermission");
+    assert!(perm.contains("Principal: events.amazonaws.com"));
+    assert!(perm.contains("SourceArn: !GetAtt ObjectCreatedRule.Arn"));
+    assert!(perm.contains("Condition: UseEventBridge"));
+
+    // The rule filters exactly like the notifications.
+    let suffixes = rule_wildcard_suffixes(&template);
+    assert_eq!(
+        suffixes,
+        notification_suffixes(&template),
+        "rule vs notification suffixes"
+    );
+    let prefix = template_default(&template, "ResultsPrefix");
+    let patterns: Vec<String> = suffixes.iter().map(|s| format!("{prefix}*{s}")).collect();
+    let matches = |key: &str| patterns.iter().any(|p| wildcard_matches(p, key));
+    for (file, keys) in expected_keys() {
+        for key in keys {
+            assert!(
+                matches(&key),
+                "{file}: {key} would not reach the function through the rule"
+            );
+        }
+    }
+    let batch_prefix = template_default(&template, "BatchOperationsPrefix");
+    for other in [
+        template_default(&template, "DeadLetterPrefix"),
+        "k6-timestream-rejected/".to_owned(),
+        format!("{batch_prefix}reports/"),
+        format!("{batch_prefix}manifests/"),
+        template_default(&template, "StatePrefix"),
+    ] {
+        assert!(other.starts_with("k6-timestream-"));
+        let key = format!("{other}{prefix}run.json.gz");
+        assert!(
+            !matches(&key),
+            "{key} would trigger the function through the rule"
+        );
+    }
+    assert!(!matches("k6-results/notes.txt") && !matches("other/run.json"));
+
+    // An existing bucket: one output per mode.
+    let out = |name: &str, cond: &str| {
+        let at = template
+            .find(&format!("\n  {name}:\n"))
+            .unwrap_or_else(|| panic!("output {name}"));
+        assert!(
+            template[at..].lines().nth(2).unwrap().trim() == format!("Condition: {cond}"),
+            "output {name} has condition {cond}"
+        );
+    };
+    out(
+        "ExistingBucketNotificationConfiguration",
+        "ExistingBucketWithNotifications",
+    );
+    out(
+        "ExistingBucketEventBridgeConfiguration",
+        "ExistingBucketWithEventBridge",
+    );
+    assert!(template.contains("Value: '{\"EventBridgeConfiguration\":{}}'"));
+}
+
+#[test]
+fn batch_operations_role_is_optional_and_narrow() {
+    let template = read("template.yaml");
+    assert_eq!(
+        template_default(&template, "CreateBatchOperationsRole"),
+        "false"
+    );
+    assert!(template.contains("CreateBatchRole: !Equals [!Ref CreateBatchOperationsRole, 'true']"));
+    let prefix = template_default(&template, "BatchOperationsPrefix");
+    assert!(
+        prefix.starts_with("k6-timestream-") && prefix.ends_with('/'),
+        "{prefix}"
+    );
+    let role = resource_block(&template, "BatchOperationsRole");
+    for needle in [
+        "Type: AWS::IAM::Role",
+        "Condition: CreateBatchRole",
+        "Service: batchoperations.s3.amazonaws.com",
+        "Action: sts:AssumeRole",
+        "Action: lambda:InvokeFunction",
+        "- !GetAtt IngestFunction.Arn",
+        "- s3:GetObject\n                  - s3:GetObjectVersion",
+        "/${BatchOperationsPrefix}manifests/*'",
+        "Action: s3:PutObject",
+        "/${BatchOperationsPrefix}reports/*'",
+    ] {
+        assert!(
+            role.contains(needle),
+            "BatchOperationsRole lacks {needle:?}"
+        );
+    }
+    assert!(!role.contains("FailedEventsQueue:"), "one resource's text");
+    assert!(!role.contains("Resource: '*'"), "no wildcard resources");
+    // PutObject only on the report prefix, reads only on the manifest prefix.
+    let put = role.find("Action: s3:PutObject").unwrap();
+    assert!(
+        role[put..].find("reports/*").unwrap() < role[put..].find("Sid: LocateTheBucket").unwrap()
+    );
+    assert!(template.contains("BatchOperationsRoleArn:\n    Condition: CreateBatchRole"));
+}
+
+#[test]
+fn the_sink_parameter_chooses_timestream_or_influxdb() {
+    let template = read("template.yaml");
+    assert_eq!(template_default(&template, "Sink"), "timestream");
+    assert!(template.contains("AllowedValues: [timestream, influxdb]"));
+    assert_eq!(template_default(&template, "InfluxDbApi"), "v2");
+    assert_eq!(
+        template_default(&template, "InfluxDbTagsAsFields"),
+        "vu,iter,url"
+    );
+    for cond in [
+        "UseTimestream: !Equals [!Ref Sink, timestream]",
+        "UseInfluxDb: !Equals [!Ref Sink, influxdb]",
+        "HasVpc: !Not [!Equals [!Join ['', !Ref VpcSubnetIds], '']]",
+        // No LiveAnalytics resources with Sink influxdb.
+        "CreateDatabase: !And [!Condition UseTimestream,",
+        "CreateTable: !And [!Condition UseTimestream,",
+    ] {
+        assert!(template.contains(cond), "template.yaml lacks {cond:?}");
+    }
+    assert!(resource_block(&template, "TimestreamDatabase").contains("Condition: CreateDatabase"));
+    assert!(resource_block(&template, "TimestreamTable").contains("Condition: CreateTable"));
+
+    // The role: Timestream actions only for Timestream, the one secret only.
+    let role = resource_block(&template, "IngestFunctionRole");
+    for (sid, cond) in [
+        ("WriteRecordsToTheTable", "UseTimestream"),
+        ("TimestreamEndpointDiscovery", "UseTimestream"),
+        ("ReadTheInfluxDbTokenSecretOnly", "UseInfluxDbTokenSecret"),
+    ] {
+        let at = role
+            .find(&format!("- Sid: {sid}"))
+            .unwrap_or_else(|| panic!("{sid}"));
+        let before: Vec<&str> = role[..at]
+            .trim_end()
+            .lines()
+            .rev()
+            .take(2)
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            before,
+            [format!("- {cond}").as_str(), "- !If"],
+            "{sid} is under !If {cond}"
+        );
+    }
+    let secret = &role[role.find("- Sid: ReadTheInfluxDbTokenSecretOnly").unwrap()..];
+    let secret: String = secret.lines().take(4).collect::<Vec<_>>().join("\n");
+    assert!(
+        secret.contains("Action: secretsmanager:GetSecretValue"),
+        "{secret}"
+    );
+    assert!(
+        secret.contains("Resource: !Ref InfluxDbTokenSecretArn"),
+        "{secret}"
+    );
+    assert_eq!(
+        template.matches("secretsmanager:").count(),
+        1 + template.matches(":secretsmanager:[").count(),
+        "no other Secrets Manager permission"
+    );
+    assert!(role.contains("ManagedPolicyArns: !If\n        - HasVpc\n        - [!Sub 'arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole']"));
+
+    // The function: a VpcConfig when subnets are given; the sink's variables.
+    let function = resource_block(&template, "IngestFunction");
+    assert!(function.contains("VpcConfig: !If\n        - HasVpc\n        - SubnetIds: !Ref VpcSubnetIds\n          SecurityGroupIds: !Ref VpcSecurityGroupIds\n        - !Ref AWS::NoValue"));
+    assert!(function.contains("\n          K6TS_SINK: !Ref Sink\n"));
+    let config_source = read("src/sinks/influxdb/config.rs");
+    for var in [
+        "K6TS_INFLUXDB_URL",
+        "K6TS_INFLUXDB_API",
+        "K6TS_INFLUXDB_DATABASE",
+        "K6TS_INFLUXDB_ORG",
+        "K6TS_INFLUXDB_TOKEN_SECRET_ARN",
+        "K6TS_INFLUXDB_TAGS_AS_FIELDS",
+    ] {
+        let line = function
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{var}: ")))
+            .unwrap_or_else(|| panic!("the function does not set {var}"));
+        assert!(
+            line.contains("!If [UseInfluxDb"),
+            "{var} only with Sink influxdb: {line}"
+        );
+        assert!(
+            config_source.contains(&format!("\"{var}\"")),
+            "the code does not read {var}"
+        );
+    }
+    for var in ["K6TS_DATABASE", "K6TS_TABLE"] {
+        let line = function
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{var}: ")))
+            .unwrap();
+        assert!(line.contains("!If [UseTimestream"), "{line}");
+    }
+
+    // Deploying next to Timestream for InfluxDB: the endpoints a VPC
+    // function needs are spelled out.
+    for needle in [
+        "gateway VPC endpoint for S3",
+        "com.amazonaws.<region>.secretsmanager",
+        "com.amazonaws.<region>.lambda",
+    ] {
+        assert!(
+            template.contains(needle),
+            "template.yaml does not mention {needle:?}"
+        );
+    }
+    for output in [
+        "TimestreamDatabaseName",
+        "TimestreamTableName",
+        "TimestreamTableArn",
+        "RejectedDataPrefix",
+    ] {
+        let at = template.rfind(&format!("\n  {output}:\n")).unwrap();
+        assert_eq!(
+            template[at..].lines().nth(2).unwrap().trim(),
+            "Condition: UseTimestream",
+            "output {output}"
+        );
+    }
 }

@@ -3,78 +3,20 @@
 //! faults too; rejections end in the dead-letter file; resends are
 //! idempotent; fatal errors are one clear error.
 
+mod support;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use strict_timestream::{Config, Faults, Server, ServerHandle, TableConfig};
-
-const BIN: &str = env!("CARGO_BIN_EXE_k6-timestream");
-
-struct Strict {
-    rt: tokio::runtime::Runtime,
-    handle: Option<ServerHandle>,
-}
-
-impl Strict {
-    fn start(tables: Vec<TableConfig>) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let handle = rt
-            .block_on(Server::start(
-                "127.0.0.1:0".parse().unwrap(),
-                Config {
-                    tables,
-                    seed: 7,
-                    ..Default::default()
-                },
-            ))
-            .unwrap();
-        Strict {
-            rt,
-            handle: Some(handle),
-        }
-    }
-    fn h(&self) -> &ServerHandle {
-        self.handle.as_ref().unwrap()
-    }
-}
-
-impl Drop for Strict {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.rt.block_on(h.shutdown());
-        }
-    }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// A stored or expected measure: (dims, measure name, sub measure, time, value).
-type M = (
-    BTreeMap<String, String>,
-    String,
-    Option<String>,
-    i64,
-    String,
-);
+use strict_timestream::{Faults, TableConfig};
+use support::fixture;
+use support::measures::{assert_same, convert, CLI_BIN, M};
+use support::procs::fake_aws_env;
+use support::strict::Strict;
 
 fn cmd(args: &[&str], endpoint: &str) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    fake_aws_env(Command::new(CLI_BIN).args(args))
         .env("AWS_ENDPOINT_URL_TIMESTREAM_WRITE", endpoint)
         .output()
         .unwrap()
@@ -82,96 +24,7 @@ fn cmd(args: &[&str], endpoint: &str) -> Output {
 
 /// What `convert` says should be stored, expanded into measures.
 fn expected(input: &Path, extra: &[&str]) -> Vec<M> {
-    let mut args = vec!["convert"];
-    args.extend_from_slice(extra);
-    let p = input.to_str().unwrap();
-    args.push(p);
-    let out = Command::new(BIN).args(&args).output().unwrap();
-    assert!(
-        out.status.success() || out.status.code() == Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut v = Vec::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let req: Value = serde_json::from_str(line).unwrap();
-        let common = &req["CommonAttributes"];
-        let mut cdims = BTreeMap::new();
-        for d in common["Dimensions"].as_array().into_iter().flatten() {
-            cdims.insert(
-                d["Name"].as_str().unwrap().to_owned(),
-                d["Value"].as_str().unwrap().to_owned(),
-            );
-        }
-        for r in req["Records"].as_array().unwrap() {
-            let mut dims = cdims.clone();
-            for d in r["Dimensions"].as_array().into_iter().flatten() {
-                dims.insert(
-                    d["Name"].as_str().unwrap().to_owned(),
-                    d["Value"].as_str().unwrap().to_owned(),
-                );
-            }
-            let name = r["MeasureName"]
-                .as_str()
-                .or(common["MeasureName"].as_str())
-                .unwrap()
-                .to_owned();
-            let t: i64 = r["Time"].as_str().unwrap().parse().unwrap();
-            if let Some(mv) = r["MeasureValues"].as_array() {
-                for m in mv {
-                    v.push((
-                        dims.clone(),
-                        name.clone(),
-                        Some(m["Name"].as_str().unwrap().to_owned()),
-                        t,
-                        m["Value"].as_str().unwrap().to_owned(),
-                    ));
-                }
-            } else {
-                v.push((
-                    dims,
-                    name,
-                    None,
-                    t,
-                    r["MeasureValue"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }
-    }
-    v.sort();
-    v
-}
-
-/// Everything the table holds (tests reset the server between inputs; k6
-/// fixtures may carry their own `testid` tag, which wins over `--testid`).
-fn stored(s: &Strict, db: &str, table: &str) -> Vec<M> {
-    let mut v: Vec<M> = s
-        .h()
-        .records(db, table)
-        .into_iter()
-        .map(|m| {
-            (
-                m.dimensions,
-                m.measure_name,
-                m.sub_measure,
-                m.time_ns,
-                m.value,
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Equal measure lists, with a short message instead of a huge dump.
-fn assert_same(got: &[M], want: &[M], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: number of measures");
-    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
-        panic!(
-            "{what}: first difference at {i}:\n stored: {:?}\n wanted: {:?}",
-            got[i], want[i]
-        );
-    }
+    convert(input, extra).0
 }
 
 fn report(path: &Path) -> Value {
@@ -223,7 +76,7 @@ fn tables() -> Vec<TableConfig> {
 
 #[test]
 fn fixtures_land_point_by_point_in_both_models() {
-    let s = Strict::start(tables());
+    let s = Strict::start(tables(), 7);
     let dir = tempfile::tempdir().unwrap();
     for f in [
         "mixed.json.gz",
@@ -245,7 +98,7 @@ fn fixtures_land_point_by_point_in_both_models() {
                 String::from_utf8_lossy(&out.stderr)
             );
             let want = expected(&fixture(f), &conv);
-            assert_same(&stored(&s, "k6", model), &want, &format!("{f} {model}"));
+            assert_same(&s.stored("k6", model), &want, &format!("{f} {model}"));
             assert_eq!(
                 n(&r, "points"),
                 want.len() as u64
@@ -267,7 +120,7 @@ fn fixtures_land_point_by_point_in_both_models() {
 
 #[test]
 fn throttling_and_server_errors_lose_nothing() {
-    let s = Strict::start(tables());
+    let s = Strict::start(tables(), 7);
     s.h().set_faults(Faults {
         throttle_rate: 0.3,
         server_error_rate: 0.1,
@@ -291,7 +144,7 @@ fn throttling_and_server_errors_lose_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_same(
-        &stored(&s, "k6", "multi"),
+        &s.stored("k6", "multi"),
         &expected(&fixture("mixed.json.gz"), &["--testid", "faulty"]),
         "under faults",
     );
@@ -308,7 +161,7 @@ fn throttling_and_server_errors_lose_nothing() {
 
 #[test]
 fn rejected_records_go_to_the_dead_letter_file() {
-    let s = Strict::start(tables());
+    let s = Strict::start(tables(), 7);
     s.h().set_faults(Faults {
         reject_rate: 0.05,
         ..Default::default()
@@ -336,7 +189,7 @@ fn rejected_records_go_to_the_dead_letter_file() {
         n(&r, "measures")
     );
     assert_eq!(n(&r, "measures"), n(&r, "points"));
-    let stored_n = stored(&s, "k6", "multi").len() as u64;
+    let stored_n = s.stored("k6", "multi").len() as u64;
     assert_eq!(stored_n, n(&r, "written_measures"));
     for l in &letters {
         assert_eq!(l["kind"], "rejected");
@@ -350,7 +203,7 @@ fn rejected_records_go_to_the_dead_letter_file() {
         assert!(l["input"].as_str().unwrap().ends_with("mixed.json.gz"));
     }
     // The stored and the dead-lettered together are exactly the input.
-    let mut all = stored(&s, "k6", "multi");
+    let mut all = s.stored("k6", "multi");
     for l in &letters {
         let rec = &l["record"];
         let dims: BTreeMap<String, String> = rec["Dimensions"]
@@ -384,7 +237,7 @@ fn rejected_records_go_to_the_dead_letter_file() {
 
 #[test]
 fn resending_a_file_is_idempotent() {
-    let s = Strict::start(tables());
+    let s = Strict::start(tables(), 7);
     let dir = tempfile::tempdir().unwrap();
     let conv = ["--testid", "again"];
     let (o1, _, _) = ingest(
@@ -419,7 +272,7 @@ fn resending_a_file_is_idempotent() {
     );
     assert!(after.records_duplicate > before.records_duplicate);
     assert_same(
-        &stored(&s, "k6", "multi"),
+        &s.stored("k6", "multi"),
         &expected(&fixture("mixed.json.gz"), &conv),
         "after a resend",
     );
@@ -427,7 +280,7 @@ fn resending_a_file_is_idempotent() {
 
 #[test]
 fn missing_table_is_one_clear_fatal_error() {
-    let s = Strict::start(tables());
+    let s = Strict::start(tables(), 7);
     let dir = tempfile::tempdir().unwrap();
     let (out, r, _) = ingest(
         &s,
@@ -450,7 +303,7 @@ fn missing_table_is_one_clear_fatal_error() {
 
 #[test]
 fn old_records_without_magnetic_writes_are_rejected_with_the_reason() {
-    let s = Strict::start(tables());
+    let s = Strict::start(tables(), 7);
     let dir = tempfile::tempdir().unwrap();
     // Real k6 lines, moved to 2024: older than the 24 h memory store.
     let old = dir.path().join("old.json");

@@ -1,1173 +1,23 @@
 //! End to end: the real `k6-timestream-lambda` binary, driven through the
 //! Lambda runtime API of `cargo lambda watch`, reading real k6 results from
 //! S3 (moto) and writing to the strict local Timestream endpoint; its
-//! continuations go through a local Lambda Invoke API relay.
-//!
-//! ```text
-//!  test ──Invoke──▶ cargo lambda watch ◀──runtime API── runtime proxy ◀── k6-timestream-lambda
-//!                   (--only-lambda-apis)                (deadline fix)      │  │  │
-//!                                                  S3: moto_server ◀────────┘  │  │
-//!                         Timestream: strict-timestream (in process) ◀────────┘  │
-//!          Lambda Invoke (Event): relay (202, records the payload) ◀─────────────┘
-//! ```
-//!
-//! Everything is started here on free 127.0.0.1 ports and stopped by Drop
-//! guards (process groups: SIGTERM, then SIGKILL), also when a check fails.
-//!
-//! * `watch` runs with `--only-lambda-apis --ignore-changes`: it is the
-//!   runtime API and the Invoke API; the function process is started by the
-//!   test from the binary cargo built for this test (`CARGO_BIN_EXE_…`), with
-//!   the environment `watch` would give it. That avoids a `cargo run` (and a
-//!   rebuild whenever someone edits the tree) inside the test, and gives the
-//!   test the function's PID (peak RSS) and start instant (cold init).
-//!   `watch` only serves functions named like the crate's binaries, so each
-//!   function configuration (the continuation case has its own work budget)
-//!   gets its own `watch` (about a second to start) under the real name
-//!   `k6-timestream-lambda`.
-//! * The runtime proxy forwards the function's runtime API calls to `watch`
-//!   unchanged (it notes when the function first asks for work: cold init).
-//!   cargo-lambda 1.9.2 sends `Lambda-Runtime-Deadline-Ms: 600000` (a
-//!   duration) where the Lambda service sends epoch milliseconds; the
-//!   handler reads such a 1970 "deadline" as the time left, and this test
-//!   runs against exactly that. `K6TS_E2E_FIX_DEADLINE=1` rewrites the
-//!   header into a real epoch deadline instead (the service's form).
-//! * The relay answers `POST /2015-03-31/functions/{name}/invocations` with
-//!   202 at once and records the payload; the test then delivers each
-//!   continuation itself through `watch`'s Invoke API. (`watch` would answer
-//!   an `InvocationType=Event` call synchronously, so the function's own
-//!   self-invoke would wait for its continuation.)
-//!
-//! * The strict Timestream endpoint runs in the test process (the
-//!   `strict-timestream` library, as in `tests/ingest.rs`): same server as
-//!   the binary, typed access to its records, counters and faults.
+//! continuations go through a local Lambda Invoke API relay. The setup and
+//! its trade-offs are described in `tests/support/lambda.rs`.
 //!
 //! `K6TS_E2E_KEEP=1` keeps the logs (moto, watch, each function).
 //! `lambda_figures` (ignored; `scripts/lambda-figures.sh`) measures cold init
 //! and throughput of a release binary on a big k6 result.
 
-use flate2::read::MultiGzDecoder;
-use k6_timestream::core::report::{Outcome, RunReport};
+mod support;
+
+use k6_timestream::core::report::Outcome;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use strict_timestream::{Config, Faults, Server, ServerHandle, TableConfig};
-
-const LAMBDA_BIN: &str = env!("CARGO_BIN_EXE_k6-timestream-lambda");
-const CLI_BIN: &str = env!("CARGO_BIN_EXE_k6-timestream");
-const DB: &str = "k6";
-const TABLE: &str = "results";
-/// The function name `cargo lambda watch` gives the binary.
-const FUNCTION: &str = "k6-timestream-lambda";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
-}
-
-// ---------------------------------------------------------------------------
-// Processes
-
-/// A child process in its own process group; dropping it ends the group
-/// (SIGTERM, then SIGKILL after 5 s).
-struct Proc {
-    name: String,
-    child: Mutex<Child>,
-    log: PathBuf,
-    started: Instant,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
-        let out = File::create(&log).unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0);
-        let started = Instant::now();
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("starting {name} ({cmd:?}): {e}; the tools come from scripts/install-tools.sh")
-        });
-        Proc {
-            name: name.to_owned(),
-            child: Mutex::new(child),
-            log,
-            started,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.lock().unwrap().id()
-    }
-
-    fn alive(&self) -> bool {
-        matches!(self.child.lock().unwrap().try_wait(), Ok(None))
-    }
-
-    /// The last `n` lines of its output.
-    fn tail(&self, n: usize) -> String {
-        let s = std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        format!(
-            "--- last lines of {} ({}) ---\n{}",
-            self.name,
-            self.log.display(),
-            lines[lines.len().saturating_sub(n)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        let pgid = child.id() as libc::pid_t;
-        // SAFETY: plain kill(2) on the process group this guard created.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            if !matches!(child.try_wait(), Ok(None)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // The leader may be gone while others of its group are not.
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `ready` every 100 ms until it holds, `proc` dies, or `limit`.
-fn wait_until(what: &str, limit: Duration, proc: Option<&Proc>, mut ready: impl FnMut() -> bool) {
-    let until = Instant::now() + limit;
-    loop {
-        if ready() {
-            return;
-        }
-        if let Some(p) = proc {
-            assert!(p.alive(), "{what}: {} exited\n{}", p.name, p.tail(40));
-        }
-        assert!(
-            Instant::now() < until,
-            "{what}: not ready after {limit:?}{}",
-            proc.map(|p| format!("\n{}", p.tail(40)))
-                .unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// CPU time (user + system) a process has used so far.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_millis(ticks * 1000 / hz))
-}
-
-/// Peak resident set size (`VmHWM`) of a process, in KiB.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-// ---------------------------------------------------------------------------
-// Minimal HTTP/1.1 (std only): a client and request parsing for the relays.
-
-#[derive(Debug)]
-struct HttpMsg {
-    /// Request: "METHOD PATH"; response: the status code.
-    start: String,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpMsg {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-fn decode_chunked(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size_txt = String::from_utf8_lossy(&b[..eol]);
-        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
-        b = &b[eol + 2..];
-        if size == 0 || b.len() < size {
-            return out;
-        }
-        out.extend_from_slice(&b[..size]);
-        b = b.get(size + 2..).unwrap_or_default();
-    }
-}
-
-/// One request on a fresh connection (`Connection: close`), the answer read
-/// to the end. Reads time out after `step`; `keep_waiting` decides whether
-/// to go on (e.g. while the function process is alive), up to `limit`.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    limit: Duration,
-    keep_waiting: &dyn Fn() -> bool,
-) -> Result<HttpMsg, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let step = Duration::from_millis(500).min(limit);
-    s.set_read_timeout(Some(step)).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let until = Instant::now() + limit;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if Instant::now() >= until {
-                    return Err(format!(
-                        "{method} {path} on {addr}: no complete answer after {limit:?}"
-                    ));
-                }
-                if !keep_waiting() {
-                    return Err(format!(
-                        "{method} {path} on {addr}: gave up waiting (the function is gone)"
-                    ));
-                }
-            }
-            Err(e) => return Err(format!("{method} {path} on {addr}: {e}")),
-        }
-    }
-    parse_response(&raw).ok_or_else(|| {
-        format!(
-            "{method} {path} on {addr}: unparsable answer {:?}",
-            String::from_utf8_lossy(&raw[..raw.len().min(300)])
-        )
-    })
-}
-
-fn parse_head(head: &str) -> (String, Vec<(String, String)>) {
-    let mut lines = head.split("\r\n");
-    let start = lines.next().unwrap_or_default().to_owned();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    (start, headers)
-}
-
-fn parse_response(raw: &[u8]) -> Option<HttpMsg> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let (start, headers) = parse_head(std::str::from_utf8(&raw[..end]).ok()?);
-    let status = start.split(' ').nth(1)?.parse().ok()?;
-    let mut m = HttpMsg {
-        start,
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    };
-    if m.header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        m.body = decode_chunked(&m.body);
-    } else if let Some(n) = m
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        m.body.truncate(n);
-    }
-    Some(m)
-}
-
-/// Reads one request from a server-side connection.
-fn read_request(stream: &TcpStream) -> std::io::Result<Option<HttpMsg>> {
-    let mut r = BufReader::new(stream.try_clone()?);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        if line == "\r\n" || line == "\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let (start, headers) = parse_head(head.trim_end());
-    let mut m = HttpMsg {
-        start,
-        status: 0,
-        headers,
-        body: Vec::new(),
-    };
-    if m.header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
-        (&*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    if m.header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        let mut body = Vec::new();
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16)
-                .unwrap_or(0);
-            if n == 0 {
-                // Trailers up to the empty line.
-                loop {
-                    let mut l = String::new();
-                    if r.read_line(&mut l)? == 0 || l == "\r\n" {
-                        break;
-                    }
-                }
-                break;
-            }
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            chunk.truncate(n);
-            body.extend(chunk);
-        }
-        m.body = body;
-    } else if let Some(n) = m
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        let mut body = vec![0; n];
-        r.read_exact(&mut body)?;
-        m.body = body;
-    }
-    Ok(Some(m))
-}
-
-fn write_response(
-    mut stream: &TcpStream,
-    status: u16,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> std::io::Result<()> {
-    let mut s = format!("HTTP/1.1 {status} X\r\n");
-    for (k, v) in headers {
-        if !["connection", "content-length", "transfer-encoding"]
-            .iter()
-            .any(|h| k.eq_ignore_ascii_case(h))
-        {
-            s.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    s.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
-    stream.write_all(s.as_bytes())?;
-    stream.write_all(body)?;
-    stream.flush()
-}
-
-/// A tiny threaded HTTP server: one request per connection.
-struct HttpServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl HttpServer {
-    fn start(handler: impl Fn(HttpMsg, &TcpStream) + Send + Sync + 'static) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, handler) = (stop.clone(), Arc::new(handler));
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let handler = handler.clone();
-                std::thread::spawn(move || {
-                    if let Ok(Some(req)) = read_request(&conn) {
-                        handler(req, &conn);
-                    }
-                });
-            }
-        });
-        HttpServer { addr, stop }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The Lambda Invoke API relay and the runtime API proxy
-
-#[derive(Debug, Clone)]
-struct RelayedInvoke {
-    method: String,
-    path: String,
-    invocation_type: Option<String>,
-    payload: Value,
-}
-
-/// Answers the Lambda Invoke API with 202 at once and keeps the requests.
-struct InvokeRelay {
-    server: HttpServer,
-    seen: Arc<Mutex<Vec<RelayedInvoke>>>,
-}
-
-impl InvokeRelay {
-    fn start() -> InvokeRelay {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
-        let server = HttpServer::start(move |req, conn| {
-            let (method, path) = req
-                .start
-                .split_once(' ')
-                .map(|(m, p)| (m.to_owned(), p.split(' ').next().unwrap_or("").to_owned()))
-                .unwrap_or_default();
-            let payload = serde_json::from_slice(&req.body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()));
-            seen2.lock().unwrap().push(RelayedInvoke {
-                method,
-                path,
-                invocation_type: req.header("x-amz-invocation-type").map(str::to_owned),
-                payload,
-            });
-            let _ = write_response(
-                conn,
-                202,
-                &[("x-amzn-RequestId".into(), "relay".into())],
-                b"",
-            );
-        });
-        InvokeRelay { server, seen }
-    }
-    fn url(&self) -> String {
-        format!("http://{}", self.server.addr)
-    }
-    fn take(&self) -> Vec<RelayedInvoke> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
-/// Forwards the function's runtime API calls to `watch` (optionally rewriting the deadline).
-struct RuntimeProxy {
-    server: HttpServer,
-    /// When each function (by name) first asked for an invocation.
-    first_next: Arc<Mutex<HashMap<String, Instant>>>,
-}
-
-impl RuntimeProxy {
-    fn start(watch: SocketAddr) -> RuntimeProxy {
-        let fix = std::env::var("K6TS_E2E_FIX_DEADLINE").is_ok_and(|v| v == "1");
-        let first_next = Arc::new(Mutex::new(HashMap::new()));
-        let fnx = first_next.clone();
-        let server = HttpServer::start(move |req, conn| {
-            let (method, rest) = req.start.split_once(' ').unwrap_or(("GET", "/"));
-            let path = rest.split(' ').next().unwrap_or("/").to_owned();
-            if path.ends_with("/runtime/invocation/next") {
-                // /.rt/{function}/2018-06-01/runtime/invocation/next
-                let name = path
-                    .trim_start_matches("/.rt/")
-                    .split('/')
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                fnx.lock().unwrap().entry(name).or_insert_with(Instant::now);
-            }
-            let fwd: Vec<(&str, &str)> = req
-                .headers
-                .iter()
-                .filter(|(k, _)| {
-                    ![
-                        "host",
-                        "connection",
-                        "content-length",
-                        "transfer-encoding",
-                        "expect",
-                    ]
-                    .iter()
-                    .any(|h| k.eq_ignore_ascii_case(h))
-                })
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            // `next` is a long poll: wait as long as it takes.
-            let res = match http(
-                watch,
-                method,
-                &path,
-                &fwd,
-                &req.body,
-                Duration::from_secs(24 * 3600),
-                &|| true,
-            ) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = write_response(conn, 502, &[], e.as_bytes());
-                    return;
-                }
-            };
-            let mut headers = res.headers.clone();
-            if fix {
-                for (k, v) in headers.iter_mut() {
-                    if k.eq_ignore_ascii_case("lambda-runtime-deadline-ms") {
-                        if let Ok(ms) = v.parse::<u64>() {
-                            // Below 1e12 ms (2001) it is a duration, not a time.
-                            if ms < 1_000_000_000_000 {
-                                let now = SystemTime::now()
-                                    .duration_since(UNIX_EPOCH)
-                                    .unwrap()
-                                    .as_millis() as u64;
-                                *v = (now + ms).to_string();
-                            }
-                        }
-                    }
-                }
-            }
-            let _ = write_response(conn, res.status, &headers, &res.body);
-        });
-        RuntimeProxy { server, first_next }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The environment
-
-struct Env {
-    // Dropped after `drop` (which stops the strict endpoint): moto, …, the
-    // runtime last.
-    moto: Proc,
-    strict: Option<ServerHandle>,
-    relay: InvokeRelay,
-    s3: aws_sdk_s3::Client,
-    moto_url: String,
-    dir: tempfile::TempDir,
-    watches: std::sync::atomic::AtomicUsize,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(h) = self.strict.take() {
-            self.rt.block_on(h.shutdown());
-        }
-    }
-}
-
-impl Env {
-    fn start() -> Env {
-        let mut dir = tempfile::tempdir().unwrap();
-        // K6TS_E2E_KEEP=1: keep the logs (moto, watch, the functions).
-        if std::env::var_os("K6TS_E2E_KEEP").is_some_and(|v| v != "0") {
-            dir.disable_cleanup(true);
-            eprintln!("[lambda_e2e] logs kept in {}", dir.path().display());
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let strict = rt
-            .block_on(Server::start(
-                "127.0.0.1:0".parse().unwrap(),
-                Config {
-                    tables: vec![TableConfig::new(DB, TABLE).with_magnetic_writes(true)],
-                    ..Default::default()
-                },
-            ))
-            .unwrap();
-
-        let moto_port = free_port();
-        let mut cmd = Command::new("moto_server");
-        cmd.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()]);
-        let moto = Proc::spawn("moto_server", cmd, dir.path().join("moto.log"));
-        let moto_addr: SocketAddr = format!("127.0.0.1:{moto_port}").parse().unwrap();
-        wait_until("moto_server", Duration::from_secs(60), Some(&moto), || {
-            http(
-                moto_addr,
-                "GET",
-                "/",
-                &[],
-                b"",
-                Duration::from_secs(2),
-                &|| true,
-            )
-            .is_ok()
-        });
-
-        let moto_url = format!("http://{moto_addr}");
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "lambda_e2e",
-            ))
-            .endpoint_url(&moto_url)
-            .force_path_style(true)
-            .build();
-        let s3 = aws_sdk_s3::Client::from_conf(conf);
-        Env {
-            relay: InvokeRelay::start(),
-            moto,
-            strict: Some(strict),
-            s3,
-            moto_url,
-            dir,
-            watches: Default::default(),
-            rt,
-        }
-    }
-
-    fn strict(&self) -> &ServerHandle {
-        self.strict.as_ref().unwrap()
-    }
-
-    /// Starts a `cargo lambda watch` (runtime and Invoke API; it only knows
-    /// the functions named like the crate's binaries), then the function
-    /// binary against it, as `watch` would (its variables, plus the
-    /// function's configuration), and waits until the function asks for its
-    /// first invocation. One `watch` per function: each function instance
-    /// has its own configuration, under the same name.
-    fn start_function(&self, bin: &str, extra: &[(&str, &str)]) -> Function {
-        let name = FUNCTION;
-        let n = self.watches.fetch_add(1, Ordering::SeqCst);
-        let watch_port = free_port();
-        let mut cmd = Command::new("cargo");
-        cmd.args([
-            "lambda",
-            "watch",
-            "--only-lambda-apis",
-            "--ignore-changes",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &watch_port.to_string(),
-        ])
-        .current_dir(root());
-        let watch = Proc::spawn(
-            "cargo lambda watch",
-            cmd,
-            self.dir.path().join(format!("watch-{n}.log")),
-        );
-        let watch_addr: SocketAddr = format!("127.0.0.1:{watch_port}").parse().unwrap();
-        // (Any other path may be a function URL call: a TCP connect it is.)
-        wait_until(
-            "cargo lambda watch",
-            Duration::from_secs(120),
-            Some(&watch),
-            || TcpStream::connect_timeout(&watch_addr, Duration::from_secs(1)).is_ok(),
-        );
-        let proxy = RuntimeProxy::start(watch_addr);
-
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .current_dir(self.dir.path())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_BACKTRACE", "1")
-            .env("RUST_LOG", "info")
-            // What `cargo lambda watch` sets.
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "4096")
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://{}/.rt/{name}", proxy.server.addr),
-            )
-            // Where the AWS services are.
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_ENDPOINT_URL_S3", &self.moto_url)
-            .env(
-                "AWS_ENDPOINT_URL_TIMESTREAM_WRITE",
-                self.strict().endpoint_url(),
-            )
-            .env("AWS_ENDPOINT_URL_LAMBDA", self.relay.url())
-            // The function's configuration (template.yaml's variables).
-            .env("K6TS_DATABASE", DB)
-            .env("K6TS_TABLE", TABLE);
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let proc = Proc::spawn(name, cmd, self.dir.path().join(format!("{name}-{n}.log")));
-        let mut init = Duration::ZERO;
-        wait_until(
-            &format!("function {name}: first /runtime/invocation/next"),
-            Duration::from_secs(60),
-            Some(&proc),
-            || match proxy.first_next.lock().unwrap().get(name) {
-                Some(t) => {
-                    init = t.saturating_duration_since(proc.started);
-                    true
-                }
-                None => false,
-            },
-        );
-        Function {
-            name: name.to_owned(),
-            proc,
-            init,
-            _proxy: proxy,
-            watch,
-            watch_addr,
-        }
-    }
-
-    /// Invokes through `watch`'s Invoke API (RequestResponse) and returns the
-    /// function's answer.
-    fn invoke(&self, f: &Function, payload: &Value) -> Value {
-        let body = serde_json::to_vec(payload).unwrap();
-        let path = format!("/2015-03-31/functions/{}/invocations", f.name);
-        let res = http(
-            f.watch_addr,
-            "POST",
-            &path,
-            &[("Content-Type", "application/json")],
-            &body,
-            Duration::from_secs(300),
-            &|| f.proc.alive(),
-        )
-        .unwrap_or_else(|e| {
-            panic!(
-                "invoke {}: {e}\n{}\n{}\n{}",
-                f.name,
-                f.proc.tail(40),
-                f.watch.tail(20),
-                self.moto.tail(20)
-            )
-        });
-        assert_eq!(
-            res.status,
-            200,
-            "invoke {}: {res:?}\n{}",
-            f.name,
-            f.proc.tail(40)
-        );
-        let v = res.json();
-        assert!(
-            v.get("errorMessage").is_none() && res.header("x-amz-function-error").is_none(),
-            "invoke {}: function error {v}\n{}",
-            f.name,
-            f.proc.tail(40)
-        );
-        v
-    }
-
-    fn reports(&self, f: &Function, payload: &Value) -> Vec<RunReport> {
-        let v = self.invoke(f, payload);
-        serde_json::from_value::<Vec<RunReport>>(v["reports"].clone())
-            .unwrap_or_else(|e| panic!("not a report list ({e}): {v}"))
-    }
-
-    fn create_bucket(&self, bucket: &str, versioned: bool) {
-        self.rt.block_on(async {
-            self.s3.create_bucket().bucket(bucket).send().await.unwrap();
-            if versioned {
-                use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-                let vc = VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build();
-                self.s3
-                    .put_bucket_versioning()
-                    .bucket(bucket)
-                    .versioning_configuration(vc)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        });
-    }
-
-    /// Uploads; returns the object's ETag (unquoted, as S3 events carry it)
-    /// and version.
-    fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Uploaded {
-        let size = body.len() as u64;
-        let out = self
-            .rt
-            .block_on(
-                self.s3
-                    .put_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .body(body.into())
-                    .send(),
-            )
-            .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
-        Uploaded {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            etag: out.e_tag().unwrap().trim_matches('"').to_owned(),
-            version_id: out.version_id().map(str::to_owned),
-            size,
-        }
-    }
-
-    fn get(&self, bucket: &str, key: &str) -> String {
-        self.rt.block_on(async {
-            let out = self
-                .s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"));
-            String::from_utf8(out.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
-        })
-    }
-
-    fn stored(&self) -> Vec<M> {
-        sorted(
-            self.strict()
-                .records(DB, TABLE)
-                .into_iter()
-                .map(|m| {
-                    (
-                        m.dimensions,
-                        m.measure_name,
-                        m.sub_measure,
-                        m.time_ns,
-                        m.value,
-                    )
-                })
-                .collect(),
-        )
-    }
-}
-
-/// A function instance and its runtime API (dropped in this order).
-struct Function {
-    name: String,
-    proc: Proc,
-    /// Process start → first `next` request.
-    init: Duration,
-    _proxy: RuntimeProxy,
-    watch: Proc,
-    watch_addr: SocketAddr,
-}
-
-#[derive(Debug, Clone)]
-struct Uploaded {
-    bucket: String,
-    key: String,
-    etag: String,
-    version_id: Option<String>,
-    size: u64,
-}
-
-// ---------------------------------------------------------------------------
-// Events and expectations
-
-fn sample_event(name: &str) -> Value {
-    let p = root().join("events").join(name);
-    serde_json::from_str(
-        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
-}
-
-/// Form-urlencodes a key as S3 does in event notifications.
-fn s3_encode(key: &str) -> String {
-    let mut s = String::new();
-    for b in key.bytes() {
-        match b {
-            b' ' => s.push('+'),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'/' => {
-                s.push(b as char)
-            }
-            _ => s.push_str(&format!("%{b:02X}")),
-        }
-    }
-    s
-}
-
-/// A sample S3 event with record `i` pointed at `objs[i]`: bucket, ETag,
-/// size, version; the key replaced by its S3 encoding unless `keep_keys`
-/// (then the sample's own encoded key is kept and must name the object).
-fn s3_event(sample: &str, objs: &[&Uploaded], keep_keys: bool) -> Value {
-    let mut ev = sample_event(sample);
-    let records = ev["Records"].as_array_mut().unwrap();
-    assert_eq!(records.len(), objs.len(), "{sample}: one object per record");
-    for (r, o) in records.iter_mut().zip(objs) {
-        let s3 = &mut r["s3"];
-        s3["bucket"]["name"] = json!(o.bucket);
-        s3["bucket"]["arn"] = json!(format!("arn:aws:s3:::{}", o.bucket));
-        if !keep_keys {
-            s3["object"]["key"] = json!(s3_encode(&o.key));
-        }
-        s3["object"]["eTag"] = json!(o.etag);
-        s3["object"]["size"] = json!(o.size);
-        match &o.version_id {
-            Some(v) => s3["object"]["versionId"] = json!(v),
-            None => {
-                s3["object"].as_object_mut().unwrap().remove("versionId");
-            }
-        }
-    }
-    ev
-}
-
-/// A stored or expected measure: (dimensions, measure name, sub-measure, time ns, value).
-type M = (
-    BTreeMap<String, String>,
-    String,
-    Option<String>,
-    i64,
-    String,
-);
-
-fn sorted(mut v: Vec<M>) -> Vec<M> {
-    v.sort();
-    v
-}
-
-/// What `k6-timestream convert` makes of `file` (as the function would for
-/// an object named `key`), expanded into measures, and its report.
-fn expected(file: &Path, key: &str) -> (Vec<M>, RunReport) {
-    let testid = k6_timestream::core::convert::derive_testid(key);
-    let summary = tempfile::NamedTempFile::new().unwrap();
-    let out = Command::new(CLI_BIN)
-        .args([
-            "convert",
-            "--testid",
-            &testid,
-            "--summary-json",
-            summary.path().to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "convert {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: RunReport =
-        serde_json::from_str(&std::fs::read_to_string(summary.path()).unwrap()).unwrap();
-    let mut v = Vec::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let req: Value = serde_json::from_str(line).unwrap();
-        let common = &req["CommonAttributes"];
-        let dims_of = |d: &Value, into: &mut BTreeMap<String, String>| {
-            for d in d["Dimensions"].as_array().into_iter().flatten() {
-                into.insert(
-                    d["Name"].as_str().unwrap().to_owned(),
-                    d["Value"].as_str().unwrap().to_owned(),
-                );
-            }
-        };
-        let mut cdims = BTreeMap::new();
-        dims_of(common, &mut cdims);
-        for r in req["Records"].as_array().unwrap() {
-            let mut dims = cdims.clone();
-            dims_of(r, &mut dims);
-            let name = r["MeasureName"]
-                .as_str()
-                .or(common["MeasureName"].as_str())
-                .unwrap()
-                .to_owned();
-            let t: i64 = r["Time"]
-                .as_str()
-                .or(common["Time"].as_str())
-                .unwrap()
-                .parse()
-                .unwrap();
-            if let Some(mv) = r["MeasureValues"].as_array() {
-                for m in mv {
-                    v.push((
-                        dims.clone(),
-                        name.clone(),
-                        Some(m["Name"].as_str().unwrap().to_owned()),
-                        t,
-                        m["Value"].as_str().unwrap().to_owned(),
-                    ));
-                }
-            } else {
-                v.push((
-                    dims,
-                    name,
-                    None,
-                    t,
-                    r["MeasureValue"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }
-    }
-    (sorted(v), report)
-}
-
-/// Equal multisets (both sorted); otherwise a panic naming a few measures
-/// only one side has.
-fn assert_same(got: &[M], want: &[M], what: &str) {
-    if got == want {
-        return;
-    }
-    fn count(v: &[M]) -> BTreeMap<&M, i64> {
-        let mut m = BTreeMap::new();
-        for x in v {
-            *m.entry(x).or_default() += 1;
-        }
-        m
-    }
-    let (g, w) = (count(got), count(want));
-    let only = |a: &BTreeMap<&M, i64>, b: &BTreeMap<&M, i64>| -> Vec<String> {
-        a.iter()
-            .filter(|(k, n)| b.get(*k).copied().unwrap_or(0) < **n)
-            .take(5)
-            .map(|(k, n)| format!("  {n}x {k:?}"))
-            .collect()
-    };
-    panic!(
-        "{what}: {} measures stored, {} expected\nexpected, not stored:\n{}\nstored, not expected:\n{}",
-        got.len(),
-        want.len(),
-        only(&w, &g).join("\n"),
-        only(&g, &w).join("\n")
-    );
-}
-
-/// The checks every fully processed k6 object must pass.
-fn assert_complete(r: &RunReport, want: &RunReport, what: &str) {
-    assert_eq!(
-        r.outcome.map(Outcome::as_str),
-        Some("complete"),
-        "{what}: {r:#?}"
-    );
-    assert!(r.complete && r.error.is_none(), "{what}: {r:#?}");
-    assert_eq!(
-        (r.points, r.measures, r.records, r.batches),
-        (want.points, want.measures, want.records, want.batches),
-        "{what}: conversion differs from the CLI's"
-    );
-    assert_eq!(r.dropped, want.dropped, "{what}");
-    assert_eq!(r.skipped, want.skipped, "{what}");
-    assert_eq!(
-        r.measures,
-        r.points - r.dropped_total(),
-        "{what}: measures = points - Σdropped"
-    );
-    assert_eq!(r.written_measures, r.measures, "{what}: written_measures");
-    assert_eq!(
-        (
-            r.dead_lettered,
-            r.dead_lettered_measures,
-            r.rejected_records
-        ),
-        (0, 0, 0),
-        "{what}: {r:#?}"
-    );
-}
-
-fn gunzip(p: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    MultiGzDecoder::new(File::open(p).unwrap())
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
-fn gzip(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
-}
-
-/// `copies` runs of `mixed.json.gz` in one file, like consecutive k6 runs
-/// appended: copy k is `copies - 1 - k` years older than the fixture (times
-/// rewritten, nothing else), so the file stays in time order as k6 writes.
-fn k6_runs(copies: i32) -> Vec<u8> {
-    let base = String::from_utf8(gunzip(&fixture("mixed.json.gz"))).unwrap();
-    let mut out = String::new();
-    const AT: &str = "\"data\":{\"time\":\"";
-    for k in 0..copies {
-        let back = copies - 1 - k;
-        for line in base.lines() {
-            match line.find(AT) {
-                Some(i) if back > 0 => {
-                    let y = i + AT.len();
-                    let year: i32 = line[y..y + 4].parse().unwrap();
-                    assert!(!line[y..].starts_with(&format!("{year}-02-29")));
-                    out.push_str(&line[..y]);
-                    out.push_str(&format!("{:04}", year - back));
-                    out.push_str(&line[y + 4..]);
-                }
-                _ => out.push_str(line),
-            }
-            out.push('\n');
-        }
-    }
-    out.into_bytes()
-}
-
-// ---------------------------------------------------------------------------
-// The test
+use std::time::Instant;
+use strict_timestream::Faults;
+use support::fixture;
+use support::lambda::*;
+use support::measures::{assert_same, sorted};
+use support::procs::{cpu_time, vm_hwm_kib};
 
 #[test]
 fn lambda_end_to_end() {
@@ -1524,11 +374,7 @@ fn lambda_end_to_end() {
         ..Default::default()
     });
     let key = "k6-results/chain.json.gz";
-    let raw = k6_runs(2);
-    let local = env.dir.path().join("chain.json");
-    std::fs::write(&local, &raw).unwrap();
-    let (want, want_r) = expected(&local, key);
-    let up = env.put(bucket, key, gzip(&raw));
+    let (up, want, want_r) = env.put_k6_runs(bucket, key, 2);
     let t = Instant::now();
     let mut report = env
         .reports(&g, &s3_event("s3-put-gzip.json", &[&up], false))
@@ -1572,6 +418,11 @@ fn lambda_end_to_end() {
             "pinned object"
         );
         assert_eq!(cont["attempt"], json!(links), "attempt numbers");
+        assert_eq!(
+            cont["checkpoint"]["bucket"].as_str(),
+            Some(bucket),
+            "each link goes on from a checkpoint: {cont}"
+        );
         relayed.push(c.payload.clone());
         assert!(links < 60, "continuation chain does not end");
         report = env.reports(&g, &c.payload).remove(0);
@@ -1643,6 +494,13 @@ fn lambda_end_to_end() {
         "{stats:?}"
     );
     assert_same(&env.stored(), &want, "continuation chain");
+    assert!(
+        env.list(bucket, "k6-timestream-state/").is_empty(),
+        "every checkpoint deleted"
+    );
+    // The object was read once: every link after the first went on from
+    // its checkpoint, which held the rest read ahead.
+    assert_eq!(r.chain_bytes_read, up.size, "{r:#?}");
 
     drop(g);
     eprintln!("[lambda_e2e] done in {:.1?}", t0.elapsed());
@@ -1722,4 +580,273 @@ fn lambda_figures() {
         rss0 / 1024
     );
     assert_eq!(env.strict().record_count(DB, TABLE) as u64, r.measures);
+}
+
+/// The other ways results arrive, through the real binary on one setup
+/// (moto S3, versioned bucket; the strict endpoint): an EventBridge
+/// `Object Created` event (its key is not URL-encoded: a `+` is a `+`), and
+/// S3 Batch Operations jobs of schema 1.0 (`s3BucketArn`, a pinned version)
+/// and 2.0 (`s3Bucket`), whose URL-encoded keys are decoded and whose answer
+/// is the Batch Operations response, one result per task.
+#[test]
+fn lambda_eventbridge_and_batch_operations() {
+    let t0 = Instant::now();
+    let env = Env::start();
+    let f = env.start_function(LAMBDA_BIN, &[]);
+    let bucket = "k6-e2e-events";
+    env.create_bucket(bucket, true);
+
+    // 1. EventBridge: the sample's key, raw `+`, spaces and `=`.
+    env.strict().reset();
+    let key = "k6-results/eventbridge/team a+b run=7.json.gz";
+    let up = env.put(
+        bucket,
+        key,
+        std::fs::read(fixture("mixed.json.gz")).unwrap(),
+    );
+    let mut ev = sample_event("eventbridge-object-created.json");
+    assert_eq!(
+        ev["detail"]["object"]["key"],
+        json!(key),
+        "the sample's own key"
+    );
+    ev["resources"] = json!([format!("arn:aws:s3:::{bucket}")]);
+    ev["detail"]["bucket"]["name"] = json!(bucket);
+    let o = &mut ev["detail"]["object"];
+    o["etag"] = json!(up.etag);
+    o["size"] = json!(up.size);
+    o["version-id"] = json!(up.version_id);
+    let reports = env.reports(&f, &ev);
+    assert_eq!(reports.len(), 1);
+    let (want, want_r) = expected(&fixture("mixed.json.gz"), key);
+    assert_complete(&reports[0], &want_r, "EventBridge");
+    assert_eq!(reports[0].input, format!("s3://{bucket}/{key}"));
+    assert_eq!(reports[0].version_id, up.version_id);
+    assert_same(&env.stored(), &want, "EventBridge");
+    eprintln!(
+        "[lambda_e2e] EventBridge: {} points -> {} measures, {:.2} s",
+        reports[0].points, reports[0].written_measures, reports[0].seconds
+    );
+
+    // The Batch Operations answer of one invocation: (taskId, code, string).
+    let batch = |payload: &Value, schema: &str| -> Vec<(String, String, String)> {
+        let v = env.invoke(&f, payload);
+        assert_eq!(v["invocationSchemaVersion"], json!(schema), "{v}");
+        assert_eq!(v["invocationId"], payload["invocationId"], "{v}");
+        assert_eq!(v["treatMissingKeysAs"], json!("PermanentFailure"), "{v}");
+        assert!(v.get("reports").is_none(), "not the reports answer: {v}");
+        v["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no results: {v}"))
+            .iter()
+            .map(|r| {
+                let s = |k: &str| {
+                    r[k].as_str()
+                        .unwrap_or_else(|| panic!("{k}: {r}"))
+                        .to_owned()
+                };
+                (s("taskId"), s("resultCode"), s("resultString"))
+            })
+            .collect()
+    };
+
+    // 2. Batch Operations 1.0: the sample's encoded key, its version pinned
+    // although the object was overwritten since.
+    env.strict().reset();
+    let key = "k6-results/backfill/run 8+b.json";
+    let v1 = env.put(bucket, key, std::fs::read(fixture("plain.json")).unwrap());
+    env.put(
+        bucket,
+        key,
+        std::fs::read(fixture("special_values.json")).unwrap(),
+    );
+    let mut ev = sample_event("batch-ops-1.0.json");
+    let task = &mut ev["tasks"][0];
+    assert_eq!(task["s3Key"], json!("k6-results/backfill/run+8%2Bb.json"));
+    task["s3BucketArn"] = json!(format!("arn:aws:s3:::{bucket}"));
+    task["s3VersionId"] = json!(v1.version_id);
+    let task_id = task["taskId"].as_str().unwrap().to_owned();
+    let (want, want_r) = expected(&fixture("plain.json"), key);
+    let results = batch(&ev, "1.0");
+    assert_eq!(
+        results,
+        [(
+            task_id,
+            "Succeeded".to_owned(),
+            format!(
+                "complete: {} points, {} measures written, 0 records dead-lettered",
+                want_r.points, want_r.measures
+            )
+        )],
+        "Batch 1.0"
+    );
+    assert_same(
+        &env.stored(),
+        &want,
+        "Batch 1.0: the pinned version's points",
+    );
+
+    // 3. Batch Operations 2.0: the sample's encoded key (UTF-8, `+`, `=`),
+    // latest version, plus a task whose object does not exist: each task
+    // gets its own result.
+    env.strict().reset();
+    let key = "k6-results/backfill/résumé run=9.ndjson";
+    env.put(
+        bucket,
+        key,
+        support::gunzip(&std::fs::read(fixture("offset.json.gz")).unwrap()),
+    );
+    let mut ev = sample_event("batch-ops-2.0.json");
+    assert_eq!(
+        ev["tasks"][0]["s3Key"],
+        json!("k6-results/backfill/r%C3%A9sum%C3%A9+run%3D9.ndjson")
+    );
+    ev["tasks"][0]["s3Bucket"] = json!(bucket);
+    let missing = json!({"taskId": "bWlzc2luZw", "s3Bucket": bucket,
+        "s3Key": s3_encode("k6-results/backfill/gone 1.json"), "s3VersionId": null});
+    ev["tasks"].as_array_mut().unwrap().push(missing);
+    let task_id = ev["tasks"][0]["taskId"].as_str().unwrap().to_owned();
+    let (want, want_r) = expected(&fixture("offset.json.gz"), key);
+    let results = batch(&ev, "2.0");
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(
+        results[0],
+        (
+            task_id,
+            "Succeeded".to_owned(),
+            format!(
+                "complete: {} points, {} measures written, 0 records dead-lettered",
+                want_r.points, want_r.measures
+            )
+        ),
+        "Batch 2.0"
+    );
+    let (id, code, text) = &results[1];
+    assert_eq!(
+        (id.as_str(), code.as_str()),
+        ("bWlzc2luZw", "PermanentFailure")
+    );
+    assert!(
+        text.starts_with("not_found: ") && text.contains("k6-results/backfill/gone 1.json"),
+        "{text}"
+    );
+    assert_same(&env.stored(), &want, "Batch 2.0");
+    assert!(env.relay.take().is_empty(), "no continuation was needed");
+
+    drop(f);
+    eprintln!(
+        "[lambda_e2e] EventBridge and Batch Operations done in {:.1?}",
+        t0.elapsed()
+    );
+}
+
+/// The chain of the issue "objects of any size", part 1: a big real k6
+/// result (≥ 300k points: `K6TS_E2E_BIG`, default
+/// `target/bench/big.json.gz` from `scripts/fixtures/big.sh`) with a 1 s
+/// work budget. Every link after the first goes on from its checkpoint (a
+/// ranged GET from the access point on), so the chain completes with every
+/// point stored once and inflates the object about once in total; the same
+/// event again stores nothing new. Run by `scripts/resume-e2e.sh` (it
+/// takes minutes: ignored in the normal suite). `K6TS_E2E_LAMBDA_BIN` runs
+/// another binary (the script's release build).
+#[test]
+#[ignore]
+fn lambda_big_object_chain() {
+    let big = std::env::var("K6TS_E2E_BIG").map_or_else(
+        |_| support::root().join("target/bench/big.json.gz"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        big.is_file(),
+        "{}: make one with scripts/fixtures/big.sh (or set K6TS_E2E_BIG)",
+        big.display()
+    );
+    let bin = std::env::var("K6TS_E2E_LAMBDA_BIN").unwrap_or_else(|_| LAMBDA_BIN.to_owned());
+    let env = Env::start();
+    let bucket = "k6-big-chain";
+    env.create_bucket(bucket, false);
+    let key = "k6-results/big.json.gz";
+    let body = std::fs::read(&big).unwrap();
+    let plain = support::gunzip(&body).len() as u64;
+    let up = env.put(bucket, key, body);
+    let (want, want_r) = expected(&big, key);
+    assert!(want_r.points >= 300_000, "{} points", want_r.points);
+    let f = env.start_function(
+        &bin,
+        &[
+            ("K6TS_WORK_BUDGET_SECONDS", "1"),
+            ("K6TS_MAX_CONTINUATIONS", "200"),
+        ],
+    );
+    let event = s3_event("s3-put-gzip.json", &[&up], false);
+    let run_chain = |what: &str| {
+        let t = Instant::now();
+        let mut reports = vec![env.reports(&f, &event).remove(0)];
+        while reports.last().unwrap().outcome == Some(Outcome::Continued) {
+            let got = env.relay.take();
+            assert_eq!(got.len(), 1, "{what}: one continuation per link");
+            let cont = &got[0].payload["continuation"];
+            assert!(
+                cont["checkpoint"]["key"].is_string(),
+                "{what}: link {} went on without a checkpoint: {cont}",
+                reports.len()
+            );
+            assert!(reports.len() < 200, "{what}: the chain does not end");
+            reports.push(env.reports(&f, &got[0].payload).remove(0));
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let last = reports.last().unwrap().clone();
+        let inflated: u64 = reports.iter().map(|r| r.bytes_decompressed).sum();
+        let read: u64 = reports.iter().map(|r| r.bytes_read).sum();
+        let per_link: Vec<u64> = reports.iter().map(|r| r.batches_written).collect();
+        eprintln!(
+            "[lambda_e2e] {what}: {} links in {wall:.1} s; read {read} of {} bytes, inflated {inflated} bytes for {plain} ({:.3}x); requests written per link (cumulative) {per_link:?}",
+            reports.len(),
+            up.size,
+            inflated as f64 / plain as f64
+        );
+        assert_eq!(last.outcome, Some(Outcome::Complete), "{what}: {last:#?}");
+        assert_eq!(last.chain_bytes_decompressed, inflated, "{what}");
+        assert_eq!(last.chain_bytes_read, read, "{what}");
+        assert!(
+            inflated * 4 <= plain * 5,
+            "{what}: the chain inflated {inflated} bytes of a {plain}-byte object"
+        );
+        assert!(reports.iter().all(|r| r.batches_skipped == 0), "{what}");
+        assert_complete(&last, &want_r, what);
+        assert!(
+            env.list(bucket, "k6-timestream-state/").is_empty(),
+            "{what}: every checkpoint deleted"
+        );
+        reports.len()
+    };
+    let links = run_chain("big object, 1 s budget");
+    assert!(links >= 3, "{links} links: the budget did stop the runs");
+    // (k6 output may hold identical records: written, stored once.)
+    let dups = want_r.identical_duplicates;
+    let stats = env.strict().stats();
+    assert_eq!(
+        (
+            stats.records_stored,
+            stats.records_duplicate,
+            stats.records_rejected
+        ),
+        (want_r.records - dups, dups, 0),
+        "every record stored once: {stats:?}"
+    );
+    assert_same(&env.stored(), &want, "big object chain");
+
+    // The same event again: the same requests, all duplicates.
+    run_chain("the same event again");
+    let again = env.strict().stats();
+    assert_eq!(
+        (
+            again.records_stored,
+            again.records_duplicate,
+            again.records_rejected
+        ),
+        (want_r.records - dups, dups + want_r.records, 0),
+        "nothing new stored: {again:?}"
+    );
+    assert_same(&env.stored(), &want, "big object chain, again");
 }

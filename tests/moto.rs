@@ -4,76 +4,21 @@
 //! validates almost nothing, so this proves the wire, not correctness (the
 //! strict endpoint tests do that).
 
+mod support;
+
+use hyper::header::HeaderMap;
+use hyper::Method;
 use serde_json::Value;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use support::fixture;
+use support::http::Client;
+use support::measures::CLI_BIN;
+use support::moto::Moto;
+use support::procs::fake_aws_env;
 
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_moto() -> Moto {
-    let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server must be installed (scripts/install-tools.sh)");
-    let url = format!("http://127.0.0.1:{port}");
-    let m = Moto { child, url };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    m
-}
-
-fn env(c: &mut Command, url: &str) {
-    c.env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_ENDPOINT_URL", url);
-}
-
-async fn setup(url: &str, fixture: &Path) {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .endpoint_url(url)
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+async fn setup(moto: &Moto, body: Vec<u8>) {
+    let s3 = moto.s3_client();
     s3.create_bucket().bucket("results").send().await.unwrap();
-    let body = std::fs::read(fixture).unwrap();
     s3.put_object()
         .bucket("results")
         .key("k6-results/run 1.json.gz")
@@ -81,7 +26,16 @@ async fn setup(url: &str, fixture: &Path) {
         .send()
         .await
         .unwrap();
-    let ts = aws_sdk_timestreamwrite::Client::new(&sdk);
+    let ts = {
+        use aws_sdk_timestreamwrite::config::{BehaviorVersion, Builder, Credentials, Region};
+        let conf = Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .endpoint_url(moto.url())
+            .build();
+        aws_sdk_timestreamwrite::Client::from_conf(conf)
+    };
     ts.create_database()
         .database_name("k6")
         .send()
@@ -97,18 +51,18 @@ async fn setup(url: &str, fixture: &Path) {
 
 #[test]
 fn ingest_from_s3_into_timestream_over_moto() {
-    let moto = start_moto();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mixed.json.gz");
+    let moto = Moto::start();
+    let fixture = fixture("mixed.json.gz");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(setup(&moto.url, &fixture));
+    rt.block_on(setup(&moto, std::fs::read(&fixture).unwrap()));
 
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("summary.json");
     let dl = dir.path().join("dl.jsonl");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_k6-timestream"));
+    let mut c = Command::new(CLI_BIN);
     c.args([
         "ingest",
         "--database",
@@ -123,7 +77,7 @@ fn ingest_from_s3_into_timestream_over_moto() {
     .arg("--dead-letter")
     .arg(&dl)
     .arg("s3://results/k6-results/run 1.json.gz");
-    env(&mut c, &moto.url);
+    fake_aws_env(&mut c).env("AWS_ENDPOINT_URL", moto.url());
     let out = c.output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -142,7 +96,16 @@ fn ingest_from_s3_into_timestream_over_moto() {
     assert!(!dl.exists());
 
     // What moto stored, through its own API.
-    let data: Value = ureq_get(&format!("{}/moto-api/data.json", moto.url));
+    let data = rt
+        .block_on(Client::default().send(
+            moto.addr,
+            Method::GET,
+            "/moto-api/data.json",
+            HeaderMap::new(),
+            Default::default(),
+        ))
+        .unwrap()
+        .json();
     let tables = data["timestreamwrite"]["TimestreamTable"]
         .as_array()
         .unwrap();
@@ -154,18 +117,4 @@ fn ingest_from_s3_into_timestream_over_moto() {
         .map(|r| r["MeasureValues"].as_array().map_or(1, Vec::len))
         .sum();
     assert_eq!(measures as u64, r["points"].as_u64().unwrap());
-}
-
-/// A tiny HTTP GET (no client dependency for one call).
-fn ureq_get(url: &str) -> Value {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let (_, body) = text.split_once("\r\n\r\n").unwrap();
-    serde_json::from_str(body).unwrap()
 }

@@ -11,8 +11,6 @@
 
 mod support;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use k6_timestream::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
 use k6_timestream::core::convert::ConvertOptions;
 use k6_timestream::core::input::{InputOptions, Progress};
@@ -23,7 +21,7 @@ use k6_timestream::sinks::timestream::{Batcher, WriteRequest};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use support::*;
@@ -717,6 +715,32 @@ fn expected(g: &Generated) -> Result<Expected, TestCaseError> {
     Ok(exp)
 }
 
+/// Does the input end mid-write as `pipeline::run` judges it: no `\n`
+/// after a last line that is blank or not a valid line?
+fn cut_off(g: &Generated) -> bool {
+    !g.bytes.ends_with(b"\n")
+        && matches!(g.intents.last(), Some(Intent::Blank | Intent::Skipped(_)))
+}
+
+/// [`expected`] for a run of `model`: a MULTI run of an input cut off
+/// mid-write withholds its last group (its size is the report's, checked
+/// by `Expected::withhold_tail`); nothing else is ever withheld.
+fn expected_for(
+    g: &Generated,
+    model: DataModel,
+    rep: &RunReport,
+) -> Result<Expected, TestCaseError> {
+    let mut exp = expected(g)?;
+    let withheld = rep.dropped.get("input_truncated_tail").copied();
+    if model == DataModel::Multi && cut_off(g) {
+        exp.withhold_tail(withheld.unwrap_or(0))
+            .map_err(TestCaseError::fail)?;
+    } else {
+        prop_assert_eq!(withheld, None, "a tail withheld from a complete input");
+    }
+    Ok(exp)
+}
+
 // ---------------------------------------------------------------------------
 // Running the pipeline
 // ---------------------------------------------------------------------------
@@ -745,6 +769,8 @@ struct Run {
     report: RunReport,
     stopped: bool,
     error: Option<String>,
+    /// The error is one a retry can cure.
+    retryable: bool,
 }
 
 /// Runs the pipeline; the sink keeps what it gets and answers Break after
@@ -780,18 +806,13 @@ fn run_windowed<R: Read + Send>(
         requests,
         report: out.report,
         stopped: out.stopped,
+        retryable: out.error.as_ref().is_some_and(|e| e.retryable()),
         error: out.error.map(|e| e.to_string()),
     }
 }
 
 fn run(bytes: &[u8], opts: &PipelineOptions) -> Run {
     run_with(bytes, opts, None)
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 /// A reader that hands out at most `sizes[i % len]` bytes per read.
@@ -951,9 +972,9 @@ proptest! {
     #[test]
     fn prop_report_accounts_for_every_line(case in case_strategy()) {
         let g = generate(&case);
-        let exp = expected(&g)?;
         for model in models() {
             let r = run(&g.bytes, &options(model, case.extra_dimension));
+            let exp = expected_for(&g, model, &r.report)?;
             let rep = &r.report;
             prop_assert!(r.error.is_none() && rep.complete && !r.stopped, "{:?} {:?}", r.error, rep.error);
             let dropped: u64 = rep.dropped.values().sum();
@@ -1081,16 +1102,16 @@ proptest! {
     #[test]
     fn prop_measures_are_the_points(case in case_strategy()) {
         let g = generate(&case);
-        let exp = expected(&g)?;
-        let by_line: HashMap<u64, &OraclePoint> = exp.points.iter().map(|p| (p.line, p)).collect();
         // -0 is written as 0 (the same number): compare zeros as +0.
         let bits = |x: f64| if x == 0.0 { 0 } else { x.to_bits() };
-        let mut want: BTreeMap<(String, u64), i64> = BTreeMap::new();
-        for p in exp.written_points() {
-            *want.entry((p.metric.clone(), bits(p.value))).or_default() += 1;
-        }
         for model in models() {
             let r = run(&g.bytes, &options(model, case.extra_dimension));
+            let exp = expected_for(&g, model, &r.report)?;
+            let by_line: HashMap<u64, &OraclePoint> = exp.points.iter().map(|p| (p.line, p)).collect();
+            let mut want: BTreeMap<(String, u64), i64> = BTreeMap::new();
+            for p in exp.written_points() {
+                *want.entry((p.metric.clone(), bits(p.value))).or_default() += 1;
+            }
             let mut got: BTreeMap<(String, u64), i64> = BTreeMap::new();
             let mut used_lines = Vec::new();
             for req in &r.requests {
@@ -1416,5 +1437,285 @@ fn a_points_own_testid_tag_wins_even_when_renamed() {
             "{model:?}: default testid added to a point tagged testid: {:?}",
             recs[0].dims
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Inputs that end early
+// ---------------------------------------------------------------------------
+
+/// A body that breaks after `cut` bytes, like a connection a proxy closed
+/// half-way through an S3 object.
+struct Broken<'a> {
+    data: &'a [u8],
+    cut: usize,
+}
+
+impl Read for Broken<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cut == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection closed by the proxy",
+            ));
+        }
+        let n = buf.len().min(self.cut).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        self.cut -= n;
+        Ok(n)
+    }
+}
+
+/// Is `cut` inside a line of `bytes` (not at its end, not at its start)?
+/// A plain file cut at a line boundary looks complete.
+fn inside_a_line(bytes: &[u8], cut: usize) -> bool {
+    cut > 0
+        && cut < bytes.len()
+        && bytes[cut - 1] != b'\n'
+        && bytes[cut] != b'\n'
+        && !bytes[cut..].starts_with(b"\r\n")
+}
+
+/// The records of two runs of one object (a first, broken one and the
+/// retry or re-upload) as Timestream would see them: no two may conflict,
+/// and what the first wrote is written again identically by the second.
+fn check_rerun(first: &Run, second: &Run) -> Result<(), String> {
+    let mut seen = CollisionCheck::default();
+    for r in merged(first).iter().chain(&merged(second)) {
+        seen.add(r)?;
+    }
+    let mut again: HashMap<String, usize> = HashMap::new();
+    for r in merged(second) {
+        *again.entry(format!("{r:?}")).or_default() += 1;
+    }
+    for r in merged(first) {
+        match again.get_mut(&format!("{r:?}")) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => return Err(format!("{r:?} is not written by the complete run")),
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cfg(64))]
+
+    /// 8. A read error a retry can cure: what went out is exactly the first
+    /// requests of a complete run (the retry skips or repeats them
+    /// identically); the group and the batch in progress did not go out.
+    #[test]
+    fn prop_a_retryable_read_error_sends_only_what_a_retry_repeats(
+        case in case_strategy(),
+        cut_permille in 0usize..1000,
+    ) {
+        let g = generate(&case);
+        let gz = gzip(&g.bytes);
+        for model in models() {
+            let opts = options(model, case.extra_dimension);
+            let full = run(&g.bytes, &opts);
+            for (what, input) in [("plain", &g.bytes), ("gzip", &gz)] {
+                let cut = input.len() * cut_permille / 1000;
+                let r = run_with(Broken { data: input, cut }, &opts, None);
+                prop_assert!(r.retryable && !r.report.complete, "{} {:?}: {:?}", what, model, r.error);
+                prop_assert!(r.requests.len() <= full.requests.len());
+                prop_assert_eq!(&r.requests[..], &full.requests[..r.requests.len()], "{} {:?}", what, model);
+                check_rerun(&r, &full).map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+
+    /// 9. An object cut off for good (a truncated gzip stream, a plain file
+    /// cut inside a line), later replaced by the complete file: the two
+    /// runs never conflict and the second writes everything the first did.
+    #[test]
+    fn prop_a_cut_off_object_then_the_complete_one_is_idempotent(
+        case in case_strategy(),
+        cut_permille in 0usize..1000,
+    ) {
+        let g = generate(&case);
+        let gz = gzip(&g.bytes);
+        for model in models() {
+            let opts = options(model, case.extra_dimension);
+            let full = run(&g.bytes, &opts);
+            let cut = gz.len() * cut_permille / 1000;
+            let r = run(&gz[..cut], &opts);
+            prop_assert!(!r.retryable);
+            check_rerun(&r, &full).map_err(|e| TestCaseError::fail(format!("gzip cut at {cut}: {e}")))?;
+            let cut = g.bytes.len() * cut_permille / 1000;
+            if inside_a_line(&g.bytes, cut) {
+                let r = run(&g.bytes[..cut], &opts);
+                prop_assert!(r.error.is_none());
+                check_rerun(&r, &full).map_err(|e| TestCaseError::fail(format!("plain cut at {cut}: {e}")))?;
+            }
+        }
+    }
+}
+
+/// Three points of one request (same time and tags); more follow.
+fn one_request_lines() -> Vec<String> {
+    let tags = r#"{"name":"GET /","status":"200"}"#;
+    let t = "2026-11-25T10:00:00.123456789Z";
+    let mut v: Vec<String> = [
+        "http_reqs",
+        "http_req_duration",
+        "http_req_waiting",
+        "data_received",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, m)| point(m, t, &format!("{}", i + 1), tags))
+    .collect();
+    v.push(point("http_reqs", "2026-11-25T10:00:01Z", "1", tags));
+    v
+}
+
+/// The fuzzer's case: a gzip object read through a proxy that closed the
+/// connection after half the body. The read error is retryable; before,
+/// the group in progress went out with the measures read so far, and the
+/// retried delivery wrote it with more: RejectedRecords.
+#[test]
+fn a_read_error_mid_object_withholds_the_group_in_progress() {
+    let plain = lines_input(&one_request_lines());
+    let gz = gzip(&plain);
+    let opts = options(DataModel::Multi, false);
+    let full = run(&gz, &opts);
+    assert_eq!(full.requests.len(), 1);
+    // Cut where the decoder has handed over the first three lines.
+    let cut = (1..gz.len())
+        .find(|&c| {
+            let mut d = flate2::read::MultiGzDecoder::new(&gz[..c]);
+            let mut out = Vec::new();
+            let _ = d.read_to_end(&mut out);
+            out.iter().filter(|&&b| b == b'\n').count() >= 3
+        })
+        .expect("a cut after three lines");
+    let r = run_with(Broken { data: &gz, cut }, &opts, None);
+    assert!(r.retryable, "{:?}", r.error);
+    assert!(
+        r.requests.is_empty(),
+        "a partial group went out: {:?}",
+        r.requests
+    );
+    assert!(!r.report.complete);
+    check_rerun(&r, &full).unwrap();
+}
+
+/// A truncated gzip upload, replaced later by the whole file: the group in
+/// progress at the cut is withheld (counted) and the re-upload's records do
+/// not conflict with what was written.
+#[test]
+fn a_truncated_object_withholds_its_last_group() {
+    let plain = lines_input(&one_request_lines());
+    let gz = gzip(&plain);
+    let cut = (1..gz.len())
+        .find(|&c| {
+            let mut d = flate2::read::MultiGzDecoder::new(&gz[..c]);
+            let mut out = Vec::new();
+            let _ = d.read_to_end(&mut out);
+            out.iter().filter(|&&b| b == b'\n').count() >= 2
+        })
+        .expect("a cut after two lines");
+    for model in models() {
+        let opts = options(model, false);
+        let full = run(&gz, &opts);
+        let r = run(&gz[..cut], &opts);
+        assert!(r.error.is_some() && !r.retryable);
+        let rep = &r.report;
+        assert!(rep.conversion_balanced());
+        match model {
+            DataModel::Multi => {
+                assert!(r.requests.is_empty());
+                assert!(
+                    rep.dropped["input_truncated_tail"] >= 2,
+                    "{:?}",
+                    rep.dropped
+                );
+            }
+            DataModel::Single => {
+                assert!(!rep.dropped.contains_key("input_truncated_tail"));
+                assert!(merged(&r).len() >= 2, "single records are complete");
+            }
+        }
+        check_rerun(&r, &full).unwrap();
+    }
+    // A plain file cut inside a line: the same rule.
+    let cut = plain.len() - 10;
+    let r = run(&plain[..cut], &options(DataModel::Multi, false));
+    assert!(r.error.is_none());
+    assert_eq!(r.report.dropped["input_truncated_tail"], 4);
+    check_rerun(&r, &run(&plain, &options(DataModel::Multi, false))).unwrap();
+}
+
+/// A UTF-8 byte-order mark before the first line (plain and inside gzip)
+/// made it malformed_json.
+#[test]
+fn a_leading_byte_order_mark_is_not_part_of_the_first_line() {
+    let line = point("http_reqs", "2026-11-25T10:00:00Z", "1", r#"{"k":"a"}"#);
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend(lines_input(std::slice::from_ref(&line)));
+    for input in [bom.clone(), gzip(&bom)] {
+        let r = run(&input, &options(DataModel::Single, false));
+        assert!(r.report.skipped.is_empty(), "{:?}", r.report.skipped);
+        assert!(r.report.bom);
+        assert_eq!(r.report.points, 1);
+        assert_eq!(
+            merged(&r),
+            merged(&run(
+                &lines_input(std::slice::from_ref(&line)),
+                &options(DataModel::Single, false)
+            ))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoints (the Lambda's continuations)
+// ---------------------------------------------------------------------------
+
+fn links_strategy() -> impl Strategy<Value = Vec<support::resume::Link>> {
+    prop::collection::vec(
+        (0usize..4, prop_oneof![3 => Just(0usize), 1 => 1usize..4])
+            .prop_map(|(send, queue)| support::resume::Link { send, queue }),
+        0..12,
+    )
+}
+
+proptest! {
+    #![proptest_config(cfg(48))]
+
+    /// 8. Stopped after any number of requests (some of them taken but
+    /// never sent, as a stopped driver leaves them queued) and resumed from
+    /// its checkpoints (stored, read back, the input handed over from their
+    /// source offset on), a run hands out exactly the requests of one
+    /// uninterrupted run, each once, and ends with its report: plain, gzip
+    /// and two-member gzip. (The generated input is repeated up to six
+    /// times, so that there are requests to cut between; collisions and
+    /// groups across cuts are `resume.rs`'s property.)
+    #[test]
+    fn prop_checkpoints_resume_exactly(case in case_strategy(), plan in links_strategy()) {
+        let g = generate(&case);
+        let mut bytes = Vec::new();
+        for _ in 0..1 + case.k % 6 {
+            bytes.extend_from_slice(&g.bytes);
+            if !g.bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+        }
+        let split = bytes.len() * usize::from(case.split_permille) / 1000;
+        let mut two = gzip(&bytes[..split]);
+        two.extend(gzip(&bytes[split..]));
+        for model in models() {
+            let opts = options(model, case.extra_dimension);
+            let full = run(&bytes, &opts);
+            for (what, input) in [("plain", bytes.clone()), ("gzip", gzip(&bytes)), ("two gzip members", two.clone())] {
+                let chain = support::resume::run_chain(&input, "generated.json", &opts, DEFAULT_COLLISION_WINDOW_SECS, &plan)
+                    .map_err(TestCaseError::fail)?;
+                prop_assert!(chain.sent == full.requests, "{} {:?}: {} requests vs {}", what, model, chain.sent.len(), full.requests.len());
+                let last = chain.reports.last().unwrap();
+                let strip = |r: &RunReport| RunReport { gzip: false, bytes_read: 0, bytes_decompressed: 0, ..r.clone() };
+                prop_assert_eq!(strip(last), strip(&full.report), "{} {:?}: final report", what, model);
+            }
+        }
     }
 }

@@ -1,15 +1,18 @@
-//! `k6-timestream ingest`: convert and write to Timestream.
+//! `k6-timestream ingest`: convert and write to Timestream or InfluxDB.
 
 use super::{exit, write_summary, ConversionArgs};
+use crate::core::pipeline::{Encoder, PipelineOptions};
 use crate::ingest::{ingest, Live, Sink};
 use crate::sinks::dead_letter::file::FileSink;
 use crate::sinks::driver::{
     check_concurrency, WriterConfig, DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_SECS,
     DEFAULT_RETRY_BUDGET,
 };
+use crate::sinks::influxdb::{InfluxArgs, InfluxEncoder, InfluxWriter};
 use crate::sinks::retry::RetryPolicy;
 use crate::sinks::retry::DEFAULT_MAX_ATTEMPTS;
 use crate::sinks::timestream::service::{build_client, TimestreamWriter};
+use crate::sinks::{Request, Service, SinkKind};
 use crate::sources::s3::S3Source;
 use crate::sources::{parse_s3_url, ObjectRef, ObjectSource};
 use clap::Args;
@@ -22,12 +25,17 @@ use std::time::{Duration, Instant};
 pub struct IngestCmd {
     #[command(flatten)]
     pub conv: ConversionArgs,
-    /// Timestream database.
+    /// Where to write: `timestream` (Amazon Timestream for LiveAnalytics) or `influxdb` (InfluxDB 1.x/2.x/3, e.g. Amazon Timestream for InfluxDB; see the --influxdb-* options).
+    #[arg(long, value_enum, default_value = "timestream")]
+    pub sink: SinkKind,
+    /// Timestream database (with --sink timestream).
     #[arg(long)]
-    pub database: String,
-    /// Timestream table.
+    pub database: Option<String>,
+    /// Timestream table (with --sink timestream).
     #[arg(long)]
-    pub table: String,
+    pub table: Option<String>,
+    #[command(flatten)]
+    pub influx: InfluxArgs,
     /// Timestream Write endpoint (skips endpoint discovery); default from AWS_ENDPOINT_URL_TIMESTREAM_WRITE / AWS_ENDPOINT_URL.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
@@ -78,12 +86,33 @@ pub fn run(cmd: IngestCmd) -> i32 {
 }
 
 async fn run_async(cmd: IngestCmd) -> i32 {
+    let request_timeout = Duration::from_secs(cmd.request_timeout_secs.max(1));
+    // The sink's settings are checked, and InfluxDB is probed, before any
+    // work: a wrong URL, token or database is one clear error up front.
+    let influx = match cmd.sink {
+        SinkKind::Timestream => {
+            if cmd.database.is_none() || cmd.table.is_none() {
+                eprintln!("error: --database and --table are required with --sink timestream (see --help)");
+                return exit::USAGE;
+            }
+            None
+        }
+        SinkKind::Influxdb => match influx_writer(&cmd.influx, request_timeout).await {
+            Ok(w) => Some(w),
+            Err((code, e)) => {
+                eprintln!("error: {e}");
+                return code;
+            }
+        },
+    };
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(r) = &cmd.region {
         loader = loader.region(aws_config::Region::new(r.clone()));
     }
     let sdk = loader.load().await;
-    if sdk.region().is_none() {
+    // InfluxDB from a local file needs no AWS at all.
+    let needs_aws = cmd.sink == SinkKind::Timestream || parse_s3_url(&cmd.input).is_some();
+    if needs_aws && sdk.region().is_none() {
         eprintln!("error: no AWS region configured (set AWS_REGION or pass --region)");
         return exit::FATAL;
     }
@@ -120,13 +149,6 @@ async fn run_async(cmd: IngestCmd) -> i32 {
                 }
             }
         };
-    let client = match build_client(&sdk, cmd.endpoint_url.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FATAL;
-        }
-    };
     let popts = cmd.conv.pipeline_options(&cmd.input);
     let dl_path = cmd.dead_letter.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
@@ -137,7 +159,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     let dlq = Arc::new(FileSink::new(dl_path));
     let wcfg = WriterConfig {
         concurrency: cmd.concurrency,
-        request_timeout: Duration::from_secs(cmd.request_timeout_secs.max(1)),
+        request_timeout,
         retry: RetryPolicy {
             max_attempts: cmd.max_attempts,
             ..RetryPolicy::default()
@@ -146,31 +168,115 @@ async fn run_async(cmd: IngestCmd) -> i32 {
         skip_batches: 0,
         hard_deadline: None,
     };
-    let writer = Arc::new(TimestreamWriter::new(
-        client,
-        cmd.database.clone(),
-        cmd.table.clone(),
-    ));
-    let live = Live::default();
-    let display = spawn_progress(&cmd.progress, live.clone(), size);
-    let started = Instant::now();
-    let sink = Sink {
-        encoder: cmd.conv.timestream_encoder(),
-        service: writer,
-        dead_letters: dlq,
-        config: wcfg,
-    };
-    let res = ingest(
+    let run = Run {
+        cmd: &cmd,
         source,
-        cmd.input.clone(),
+        size,
         popts,
-        sink,
-        live,
-        Arc::new(|| false),
-    )
-    .await;
-    display.abort();
-    let mut report = res.report;
+    };
+    match influx {
+        None => {
+            let client = match build_client(&sdk, cmd.endpoint_url.as_deref()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::FATAL;
+                }
+            };
+            let writer = Arc::new(TimestreamWriter::new(
+                client,
+                cmd.database.clone().unwrap_or_default(),
+                cmd.table.clone().unwrap_or_default(),
+            ));
+            let encoder = cmd.conv.timestream_encoder();
+            run.sink(encoder, writer, dlq, wcfg).await
+        }
+        Some(writer) => {
+            let encoder = InfluxEncoder::new(
+                cmd.influx.encoding.encoder_options(),
+                cmd.conv.collision_window_secs,
+            );
+            run.sink(encoder, Arc::new(writer), dlq, wcfg).await
+        }
+    }
+}
+
+/// The InfluxDB writer, probed: a usage error (exit 2) for missing
+/// options, a fatal one (exit 3) when the server refuses us or cannot be
+/// reached.
+async fn influx_writer(
+    args: &InfluxArgs,
+    timeout: Duration,
+) -> Result<InfluxWriter, (i32, String)> {
+    let mut cfg = args
+        .config(|k| std::env::var(k).ok())
+        .map_err(|e| (exit::USAGE, format!("{e} (see --help)")))?;
+    cfg.timeout = timeout;
+    let target = format!("InfluxDB at {} ({})", cfg.url, cfg.api.target());
+    let writer = InfluxWriter::new(&cfg).map_err(|e| (exit::FATAL, format!("{target}: {e}")))?;
+    match writer.probe().await {
+        Ok(info) => {
+            let version = info.version.as_deref().unwrap_or("unknown");
+            eprintln!("{target}: ready (server version {version})");
+            Ok(writer)
+        }
+        Err(e) => Err((exit::FATAL, format!("{target}: {e}"))),
+    }
+}
+
+/// One input on its way to a sink.
+struct Run<'a> {
+    cmd: &'a IngestCmd,
+    source: Box<dyn Read + Send>,
+    size: Option<u64>,
+    popts: PipelineOptions,
+}
+
+impl Run<'_> {
+    async fn sink<E, W>(
+        self,
+        encoder: E,
+        writer: Arc<W>,
+        dlq: Arc<FileSink>,
+        wcfg: WriterConfig,
+    ) -> i32
+    where
+        E: Encoder + Send + 'static,
+        E::Request: Request,
+        W: Service<E::Request>,
+    {
+        let Run {
+            cmd,
+            source,
+            size,
+            popts,
+        } = self;
+        let live = Live::default();
+        let display = spawn_progress(&cmd.progress, live.clone(), size);
+        let started = Instant::now();
+        let sink = Sink {
+            encoder,
+            service: writer,
+            dead_letters: dlq,
+            config: wcfg,
+        };
+        let res = ingest(
+            source,
+            cmd.input.clone(),
+            popts,
+            sink,
+            live,
+            Arc::new(|| false),
+        )
+        .await;
+        display.abort();
+        report(cmd, res.report, started)
+    }
+}
+
+/// Prints the report (and writes --summary-json); the exit code.
+fn report(cmd: &IngestCmd, report: crate::core::report::RunReport, started: Instant) -> i32 {
+    let mut report = report;
     report.seconds = started.elapsed().as_secs_f64();
     eprintln!("{}", report.human());
     if let Some(p) = &cmd.conv.summary_json {

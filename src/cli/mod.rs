@@ -35,18 +35,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Convert k6 JSON output into WriteRecords requests (one JSON request per stdout line); no AWS calls.
+    /// Convert k6 JSON output into WriteRecords requests (one JSON request per stdout line), or InfluxDB line protocol with --sink influxdb; no network calls.
     Convert(convert::ConvertCmd),
-    /// Convert and write to Timestream with bounded concurrency, retries and a dead-letter file.
+    /// Convert and write to Timestream (or InfluxDB with --sink influxdb) with bounded concurrency, retries and a dead-letter file.
     Ingest(ingest::IngestCmd),
 }
 
 /// Options shared by `convert` and `ingest`: how points become records.
 #[derive(Args, Debug, Clone)]
 pub struct ConversionArgs {
-    /// Data model: `multi` (one MULTI record per k6 request/sample group; cheaper) or `single` (one record per point).
+    /// Timestream data model: `multi` (one MULTI record per k6 request/sample group; cheaper) or `single` (one record per point). InfluxDB always gets one line per point.
     #[arg(long, default_value = "multi", value_parser = parse_model)]
     pub model: DataModel,
     /// Run identifier added as dimension `testid` to points without a `testid` tag (default: the input file name without .json/.ndjson/.gz).
@@ -96,6 +98,7 @@ impl ConversionArgs {
                 testid: self.testid_rule().resolve(input_name),
                 extra_dimensions: self.dimensions.clone(),
                 multi_measure_name: self.measure_name.clone(),
+                ..Default::default()
             },
             input: InputOptions {
                 max_line_bytes: self.max_line_bytes,
@@ -155,5 +158,16 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> i32 {
     match cli.command {
         Command::Convert(c) => convert::run(c),
         Command::Ingest(c) => ingest::run(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks (unique argument ids across flattened structs,
+    /// valid defaults), which it otherwise runs only when parsing.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -12,4 +12,5 @@ pub mod kv;
 pub mod model;
 pub mod pipeline;
 pub mod report;
+pub mod resume;
 pub mod value;

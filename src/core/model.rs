@@ -6,10 +6,10 @@
 //! converter applies are Timestream's (the strictest of the sinks); a sink
 //! encodes records into its own requests (see [`crate::sinks`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The data model: how k6 points map onto Timestream records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DataModel {
     /// One MULTI record per group of consecutive points that share time,
@@ -42,13 +42,13 @@ impl DataModel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Dimension {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Values {
     /// A single DOUBLE measure value.
     Single(String),
@@ -66,7 +66,7 @@ impl Values {
 }
 
 /// One Timestream record plus where it came from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Sorted by name, unique names, non-empty values.
     pub dimensions: Vec<Dimension>,
@@ -76,13 +76,27 @@ pub struct Record {
     /// 1-based input line numbers of the k6 points in this record, in
     /// the order of `values` for MULTI records.
     pub lines: Vec<u64>,
+    /// Which `dimensions` came from the points' metadata: bit `i` for
+    /// `dimensions[i]` (at most [`limits::MAX_DIMENSIONS`] = 128 of them).
+    /// The others are tags, the testid or `--dimension`s. Timestream does
+    /// not look at it (all are dimensions there); InfluxDB writes metadata
+    /// as fields, tags as tags.
+    pub metadata_mask: u128,
 }
 
 impl Record {
     pub fn measure_count(&self) -> u64 {
         self.values.measure_count()
     }
+
+    /// Did `dimensions[i]` come from the points' metadata?
+    pub fn is_metadata(&self, i: usize) -> bool {
+        i < 128 && self.metadata_mask & (1u128 << i) != 0
+    }
 }
+
+// `Record::metadata_mask` has one bit per dimension.
+const _: () = assert!(limits::MAX_DIMENSIONS <= 128);
 
 /// Timestream's limits (WriteRecords API reference and quotas page).
 pub mod limits {

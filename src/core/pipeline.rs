@@ -7,12 +7,16 @@
 //! stops there.
 
 use crate::core::convert::{ConvertOptions, Converter};
-use crate::core::input::{for_each_line, InputError, InputOptions, LineEvent, Progress};
+use crate::core::input::{
+    for_each_line_from, InputError, InputOptions, InputPosition, LineEvent, Progress,
+};
 use crate::core::k6::csv::{self, CsvLayout, CsvParser, Row, TimeFormat};
 use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
 use crate::core::k6::{parse_line, Line, Point};
 use crate::core::model::Record;
 use crate::core::report::RunReport;
+use crate::core::resume::PipelineState;
+use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -25,6 +29,8 @@ use std::sync::Arc;
 /// Up to then the JSON path's reasons are kept aside: they are counted as
 /// skipped lines once a k6 line shows it is k6 JSON (a JSON file with a few
 /// bad lines converts as before), and dropped with the error otherwise.
+/// An input that ends before, on a line without `\n` (cut off), gets no
+/// verdict: its lines are skipped lines of an empty run, not an error.
 pub const DETECT_LINES: u64 = 5;
 
 #[derive(Debug, Clone, Default)]
@@ -42,12 +48,17 @@ pub trait Encoder {
     fn push(&mut self, r: Record, report: &mut RunReport) -> Option<Self::Request>;
     /// The last, partial request.
     fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
+    /// Adapts the converter's options to the records this encoder takes
+    /// (InfluxDB: groups whatever the model, metadata kept apart from
+    /// tags). By default they are used as given.
+    fn adapt(&self, _convert: &mut ConvertOptions) {}
     /// The input's times are coarser than its samples' (k6 CSV in whole
     /// seconds, milliseconds or microseconds): records equal in everything,
     /// time included, are distinct samples, not one sample written twice. A
-    /// sink that would store such duplicates once must keep them apart.
-    /// Called once, before the first record with such a time. Default:
-    /// nothing.
+    /// sink that would store such records once, or let one overwrite the
+    /// other, must keep them apart. Called once per run, before the first
+    /// record with such a time (a resumed run is not told again: the
+    /// encoder's checkpoint keeps it). Default: nothing.
     fn coarse_times(&mut self) {}
 }
 
@@ -59,24 +70,44 @@ pub struct Outcome {
     /// The sink asked to stop before the end of the input.
     pub stopped: bool,
     pub error: Option<InputError>,
+    /// Unless the input failed: the state at the end, from which
+    /// [`run_from`] goes on after a stop (boxed: it holds the converter and
+    /// up to a few MB of read-ahead). At the end of the input it is the
+    /// finished state (what a stop in the last request's send leaves).
+    pub state: Option<Box<PipelineState>>,
 }
 
-/// What the input's lines are, decided on its first k6 line.
-enum LineFormat {
+/// Report key (`dropped`) of the points of a MULTI group withheld because
+/// the input ended mid-write (see [`run`]).
+pub const TRUNCATED_TAIL: &str = "input_truncated_tail";
+
+/// What the input's lines are, decided on its first k6 line. Part of the
+/// pipeline's state (a checkpoint keeps it): a resumed CSV run goes on with
+/// the header's layout and the timestamp format its first row fixed.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LineFormat {
     /// No k6 line yet: the lines looked at, with their JSON reasons.
     Unknown(Vec<(u64, Unrecognised)>),
     Json,
-    Csv(CsvInput),
+    Csv(Box<CsvInput>),
+}
+
+impl Default for LineFormat {
+    fn default() -> Self {
+        LineFormat::Unknown(Vec::new())
+    }
 }
 
 /// What the JSON path would report a line before the format is known as.
-enum Unrecognised {
-    Skip(&'static str),
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Unrecognised {
+    Skip(String),
     Ignored(String),
 }
 
 /// The CSV branch's state.
-struct CsvInput {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CsvInput {
     parser: CsvParser,
     /// First physical line of the record being read.
     record_start: u64,
@@ -98,20 +129,6 @@ struct Stage<'s, E: Encoder> {
 }
 
 impl<E: Encoder> Stage<'_, E> {
-    /// Converts one point and hands on the records it completes; `false`
-    /// when the sink asked to stop.
-    #[inline]
-    fn point(
-        &mut self,
-        p: &Point<'_>,
-        t: Result<i64, TimeError>,
-        line: u64,
-        report: &mut RunReport,
-    ) -> bool {
-        self.convert(p, t, line, report);
-        self.deliver(report)
-    }
-
     #[inline]
     fn convert(
         &mut self,
@@ -125,29 +142,55 @@ impl<E: Encoder> Stage<'_, E> {
             .push_point(p, t, line, report, &mut |r| out.push(r));
     }
 
+    /// Hands the converted records to the encoder and its requests to the
+    /// sink; `false` once the sink asked to stop. After a stop the rest of
+    /// the line's records still go to the encoder (so the state is "after
+    /// this line").
     #[inline]
     fn deliver(&mut self, report: &mut RunReport) -> bool {
-        if self.out.is_empty() {
-            return true;
-        }
         for r in self.out.drain(..) {
             self.tmin = self.tmin.min(r.time_ns);
             self.tmax = self.tmax.max(r.time_ns);
             if let Some(req) = self.encoder.push(r, report) {
                 if (self.sink)(req, report).is_break() {
                     self.stopped = true;
-                    return false;
                 }
             }
         }
-        true
+        !self.stopped
     }
 }
 
 /// Runs `source` through the core and `encoder`, handing each request to
-/// `sink` in order. `sink` returns `Break` to stop (then the pending
-/// partial group and batch are not emitted: a resumed run regenerates them
-/// identically).
+/// `sink` in order. `sink` returns `Break` to stop: the run then ends after
+/// the line being converted (its records still go into the encoder), and
+/// the pending partial group and batch are not emitted but kept in the
+/// outcome's [`state`](Outcome::state), from which [`run_from`] goes on.
+///
+/// How the input ends decides what of the tail goes out:
+///
+/// - **to its end**: everything.
+/// - **a read error a retry can cure** ([`InputError::retryable`]: the
+///   connection dropped mid-body): like a stop, the pending MULTI group and
+///   the partial batch are withheld. A retry reads the object again from
+///   its start and produces the same requests, so only what it will
+///   reproduce identically may have gone out; the group in progress at the
+///   cut would come back with more measures (same dimensions, measure name
+///   and time, other values: a conflict Timestream rejects).
+/// - **cut off for good** (a corrupt or truncated gzip stream, the size
+///   cap, or a last line without `\n` that is blank or not a valid line
+///   or record, or a CSV quoted cell still open at the end: what a k6
+///   process killed mid-write or a truncated upload leaves): the pending
+///   MULTI group is withheld and its points are counted as dropped
+///   [`TRUNCATED_TAIL`]; the partial batch goes out. Every record before
+///   that group is a pure function of the lines before it, so when the
+///   complete file later replaces the object (same key, new event) its run
+///   writes those records again identically (Timestream keeps them once)
+///   and the withheld group in full: the re-upload stays idempotent. The
+///   price: a file that is only damaged at its end, never replaced, loses
+///   its last group (≤ 256 points, counted). SINGLE records are one point
+///   each and never withheld.
+/// - **not k6 output** ([`InputError::NotK6`]): nothing was converted.
 pub fn run<R: Read + Send, E: Encoder>(
     source: R,
     name: &str,
@@ -156,36 +199,62 @@ pub fn run<R: Read + Send, E: Encoder>(
     progress: Arc<Progress>,
     sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> Outcome {
-    let mut report = RunReport {
-        input: name.to_owned(),
-        model: opts.convert.model.as_str().to_owned(),
-        ..Default::default()
+    run_from(source, name, opts, encoder, progress, None, sink)
+}
+
+/// [`run`], or the rest of a stopped run when `from` is its state (then
+/// `encoder` must be the encoder as it was at the stop, `source` must
+/// yield the input from `from.input.source_offset()` on, and the requests
+/// that follow are exactly those the stopped run would have produced).
+pub fn run_from<R: Read + Send, E: Encoder>(
+    source: R,
+    name: &str,
+    opts: &PipelineOptions,
+    encoder: &mut E,
+    progress: Arc<Progress>,
+    from: Option<PipelineState>,
+    sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
+) -> Outcome {
+    let (mut report, conv, (tmin, tmax), position, mut format) = match from {
+        Some(s) => (s.report, s.converter, s.time_range, Some(s.input), s.format),
+        None => {
+            let mut convert = opts.convert.clone();
+            encoder.adapt(&mut convert);
+            (
+                RunReport {
+                    input: name.to_owned(),
+                    model: convert.model.as_str().to_owned(),
+                    ..Default::default()
+                },
+                Converter::new(convert),
+                (i64::MAX, i64::MIN),
+                None,
+                LineFormat::default(),
+            )
+        }
     };
     let mut stage = Stage {
-        conv: Converter::new(opts.convert.clone()),
+        conv,
         out: Vec::new(),
         encoder,
         sink,
         stopped: false,
-        tmin: i64::MAX,
-        tmax: i64::MIN,
+        tmin,
+        tmax,
     };
-    let mut format = LineFormat::Unknown(Vec::new());
     let mut not_k6 = false;
+    // The last line that was blank or not a usable line (tail rule).
+    let mut last_bad_line = 0u64;
 
-    let (gzip, res) = for_each_line(source, name, &opts.input, progress.clone(), |n, ev| {
+    let (p, from) = (progress.clone(), position);
+    let lines = for_each_line_from(source, name, &opts.input, p, from, |n, ev| {
         report.lines = n;
         match &mut format {
-            LineFormat::Json => match ev {
-                LineEvent::Line(b) => json_line(n, b, &mut stage, &mut report),
-                LineEvent::TooLong => {
-                    report.skip("line_too_long", n);
-                    true
-                }
-            },
-            LineFormat::Csv(c) => csv_line(n, ev, c, &mut stage, &mut report),
+            LineFormat::Json => json_line(n, ev, &mut stage, &mut report, &mut last_bad_line),
+            LineFormat::Csv(c) => csv_line(n, ev, c, &mut stage, &mut report, &mut last_bad_line),
             LineFormat::Unknown(seen) => match detect(n, &ev, seen, &mut report) {
                 Detected::NotYet => {
+                    last_bad_line = n;
                     not_k6 = seen.len() as u64 >= DETECT_LINES;
                     !not_k6
                 }
@@ -193,31 +262,36 @@ pub fn run<R: Read + Send, E: Encoder>(
                     settle(seen, None, &mut report);
                     format = LineFormat::Json;
                     report.format = "json".to_owned();
-                    let LineEvent::Line(b) = ev else {
-                        unreachable!("a k6 JSON line is a line")
-                    };
-                    json_line(n, b, &mut stage, &mut report)
+                    json_line(n, ev, &mut stage, &mut report, &mut last_bad_line)
                 }
                 Detected::Csv => {
                     settle(seen, Some("csv_missing_header"), &mut report);
-                    let mut c = CsvInput {
+                    let mut c = Box::new(CsvInput {
                         parser: CsvParser::default().with_first_line(n),
                         record_start: n,
                         time_format: None,
                         told_coarse: false,
-                    };
-                    let first = csv_line(n, ev, &mut c, &mut stage, &mut report);
+                    });
+                    let go = csv_line(n, ev, &mut c, &mut stage, &mut report, &mut last_bad_line);
                     format = LineFormat::Csv(c);
                     report.format = "csv".to_owned();
-                    first
+                    go
                 }
             },
         }
     });
-    let mut error = res.err();
-    if let LineFormat::Unknown(seen) = &format {
+    let (input_format, mut error) = (lines.format, lines.result.err());
+    if let LineFormat::Unknown(seen) = &mut format {
+        // Input cut off (its last line has no `\n`) before DETECT_LINES
+        // lines gave a verdict: no verdict. It may be the start of a k6 file
+        // that a killed k6 or a cut upload left, with a few bad lines before
+        // a first k6 line that was cut; the lines are counted as the JSON
+        // path would count them, and the tail rule below applies.
+        if !not_k6 && input_format.unterminated {
+            settle(seen, None, &mut report);
+        }
         // Stopped at DETECT_LINES, or the whole input had fewer lines and
-        // none of them was k6's. (An empty input is an empty run.)
+        // none of them was k6's. (An empty or blank input is an empty run.)
         if error.is_none() && (not_k6 || !seen.is_empty()) {
             error = Some(InputError::NotK6 {
                 input: name.to_owned(),
@@ -225,19 +299,26 @@ pub fn run<R: Read + Send, E: Encoder>(
             });
         }
     }
-    report.gzip = gzip;
+    report.gzip = input_format.gzip;
+    report.bom = input_format.bom;
+    let mut open_quote_at_end = false;
     if let LineFormat::Csv(c) = &mut format {
         if error.is_none() && !stage.stopped {
             // A quoted cell still open at the end of the input.
             if let Err(e) = c.parser.finish() {
                 report.skip(e.error.reason(), e.line);
+                open_quote_at_end = true;
             }
         }
-        report.blank_lines += c.parser.records().blank_lines();
     }
-    if !stage.stopped {
-        // End of input, or a fatal error after which nothing more comes:
-        // what was converted so far still goes out.
+    let retry_will_reread = error.as_ref().is_some_and(InputError::retryable);
+    if !stage.stopped && !retry_will_reread {
+        let cut_off = error.is_some()
+            || open_quote_at_end
+            || (input_format.unterminated && last_bad_line == report.lines);
+        if cut_off {
+            stage.conv.discard_group(TRUNCATED_TAIL, &mut report);
+        }
         let out = &mut stage.out;
         stage.conv.flush(&mut |r| out.push(r));
         if stage.deliver(&mut report) {
@@ -256,17 +337,36 @@ pub fn run<R: Read + Send, E: Encoder>(
     report.bytes_decompressed = d;
     if let Some(e) = &error {
         report.error = Some(e.to_string());
+        report.failure_reason = e.reason().map(str::to_owned);
     }
-    let stopped = stage.stopped;
+    let Stage {
+        conv,
+        stopped,
+        tmin,
+        tmax,
+        ..
+    } = stage;
     report.complete = error.is_none() && !stopped;
-    if stage.tmin <= stage.tmax {
-        report.first_time = Some(format_rfc3339_ns(stage.tmin));
-        report.last_time = Some(format_rfc3339_ns(stage.tmax));
+    if tmin <= tmax {
+        report.first_time = Some(format_rfc3339_ns(tmin));
+        report.last_time = Some(format_rfc3339_ns(tmax));
     }
+    let state = error.is_none().then(|| {
+        Box::new(PipelineState {
+            converter: conv,
+            report: report.clone(),
+            time_range: (tmin, tmax),
+            input: lines
+                .stopped_at
+                .unwrap_or_else(|| InputPosition::end(input_format, report.lines, lines.offset)),
+            format,
+        })
+    });
     Outcome {
         report,
         stopped,
         error,
+        state,
     }
 }
 
@@ -285,7 +385,7 @@ fn detect(
 ) -> Detected {
     let bytes = match ev {
         LineEvent::TooLong => {
-            seen.push((n, Unrecognised::Skip("line_too_long")));
+            seen.push((n, Unrecognised::Skip("line_too_long".into())));
             return Detected::NotYet;
         }
         LineEvent::Line(b) => *b,
@@ -295,7 +395,7 @@ fn detect(
         return Detected::NotYet;
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
-        seen.push((n, Unrecognised::Skip("invalid_utf8")));
+        seen.push((n, Unrecognised::Skip("invalid_utf8".into())));
         return Detected::NotYet;
     };
     if csv::is_header(text) {
@@ -305,7 +405,7 @@ fn detect(
         Ok(Line::Metric { .. } | Line::Point(_)) => return Detected::Json,
         // A JSON object of another `type` is no evidence of k6.
         Ok(Line::Other { kind }) => seen.push((n, Unrecognised::Ignored(kind.into_owned()))),
-        Err(e) => seen.push((n, Unrecognised::Skip(e.reason()))),
+        Err(e) => seen.push((n, Unrecognised::Skip(e.reason().into()))),
     }
     Detected::NotYet
 }
@@ -320,9 +420,11 @@ fn settle(
 ) {
     for (n, u) in seen.drain(..) {
         match (u, reason) {
-            (Unrecognised::Skip(r @ ("line_too_long" | "invalid_utf8")), _) => report.skip(r, n),
+            (Unrecognised::Skip(r), _) if r == "line_too_long" || r == "invalid_utf8" => {
+                report.skip(&r, n)
+            }
             (_, Some(r)) => report.skip(r, n),
-            (Unrecognised::Skip(r), None) => report.skip(r, n),
+            (Unrecognised::Skip(r), None) => report.skip(&r, n),
             (Unrecognised::Ignored(kind), None) => {
                 *report.ignored.entry(kind).or_default() += 1;
             }
@@ -343,20 +445,34 @@ fn parse_json(text: &str) -> Result<Line<'_>, crate::core::k6::LineError> {
 #[inline]
 fn json_line<E: Encoder>(
     n: u64,
-    bytes: &[u8],
+    ev: LineEvent<'_>,
     stage: &mut Stage<'_, E>,
     report: &mut RunReport,
+    last_bad_line: &mut u64,
 ) -> bool {
+    let bytes = match ev {
+        LineEvent::TooLong => {
+            report.skip("line_too_long", n);
+            *last_bad_line = n;
+            return true;
+        }
+        LineEvent::Line(b) => b,
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         report.blank_lines += 1;
+        *last_bad_line = n;
         return true;
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
         report.skip("invalid_utf8", n);
+        *last_bad_line = n;
         return true;
     };
     match parse_json(text) {
-        Err(e) => report.skip(e.reason(), n),
+        Err(e) => {
+            report.skip(e.reason(), n);
+            *last_bad_line = n;
+        }
         Ok(Line::Metric { name, kind }) => {
             report.metric_definitions += 1;
             stage.conv.define_metric(&name, kind);
@@ -366,9 +482,13 @@ fn json_line<E: Encoder>(
             let t = parse_rfc3339_ns(&p.time);
             if matches!(t, Err(TimeError::Syntax | TimeError::Range)) {
                 report.skip("invalid_time", n);
+                *last_bad_line = n;
                 return true;
             }
-            return stage.point(&p, t, n, report);
+            stage.convert(&p, t, n, report);
+            if !stage.out.is_empty() {
+                return stage.deliver(report);
+            }
         }
     }
     true
@@ -383,24 +503,36 @@ fn csv_line<E: Encoder>(
     c: &mut CsvInput,
     stage: &mut Stage<'_, E>,
     report: &mut RunReport,
+    last_bad_line: &mut u64,
 ) -> bool {
-    if !c.parser.records().in_record() {
+    let between_records = !c.parser.records().in_record();
+    if between_records {
         c.record_start = n;
     }
     let row = match ev {
         LineEvent::TooLong => {
             report.skip("line_too_long", n);
+            *last_bad_line = n;
             if let Err(e) = c.parser.skip_line() {
                 report.skip(e.error.reason(), e.line);
             }
             return true;
         }
-        LineEvent::Line(b) => c.parser.push_line(b),
+        LineEvent::Line(b) => {
+            if between_records && b.iter().all(u8::is_ascii_whitespace) {
+                // Counted here, not by the parser, so the count is in the
+                // report (and its checkpoint) line by line.
+                report.blank_lines += 1;
+                *last_bad_line = n;
+            }
+            c.parser.push_line(b)
+        }
     };
     match row {
         Ok(None | Some(Row::Header)) => return true,
         Err(e) => {
             report.skip(e.error.reason(), e.line);
+            *last_bad_line = n;
             return true;
         }
         Ok(Some(Row::Point(p))) => {
@@ -418,12 +550,19 @@ fn csv_line<E: Encoder>(
     stage.deliver(report)
 }
 
+/// Says it once, also over a resumed run whose report already says it.
+fn warn(report: &mut RunReport, w: String) {
+    if !report.warnings.contains(&w) {
+        report.warnings.push(w);
+    }
+}
+
 /// What the report says about data read from k6 CSV.
 fn csv_warnings(c: &CsvInput, report: &mut RunReport) {
     if report.points > 0 {
-        report.warnings.push(
-            "k6 CSV output carries no metric types (no Metric lines): points_by_kind counts every point as unknown"
-                .to_owned(),
+        warn(
+            report,
+            "k6 CSV output carries no metric types (no Metric lines): points_by_kind counts every point as unknown".to_owned(),
         );
     }
     if let Some(f) = c.time_format.filter(|f| f.truncates()) {
@@ -432,11 +571,252 @@ fn csv_warnings(c: &CsvInput, report: &mut RunReport) {
         } else {
             ""
         };
-        report.warnings.push(format!(
-            "the CSV's timestamps are {} (K6_CSV_TIME_FORMAT={}{default}): records of one series that share a timestamp were moved apart in +1 ns steps to keep every point ({} nudged); for exact times run k6 with K6_CSV_TIME_FORMAT=unix_nano",
-            f.resolution(),
-            f.k6_name(),
-            report.nudged
+        warn(
+            report,
+            format!(
+                "the CSV's timestamps are {} (K6_CSV_TIME_FORMAT={}{default}): records of one series that share a timestamp were moved apart in +1 ns steps to keep every point (counted in nudged); for exact times run k6 with K6_CSV_TIME_FORMAT=unix_nano",
+                f.resolution(),
+                f.k6_name(),
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::DataModel;
+    use std::io::Write;
+
+    /// Requests of at most three records.
+    struct Threes(Vec<Record>);
+    impl Encoder for Threes {
+        type Request = Vec<Record>;
+        fn push(&mut self, r: Record, _: &mut RunReport) -> Option<Vec<Record>> {
+            self.0.push(r);
+            (self.0.len() == 3).then(|| std::mem::take(&mut self.0))
+        }
+        fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
+            (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
+        }
+    }
+
+    /// Hands out `cut` bytes, then fails like a dropped connection.
+    struct Broken<'a>(&'a [u8], usize);
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1 == 0 {
+                return Err(std::io::ErrorKind::ConnectionReset.into());
+            }
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            self.1 -= n;
+            Ok(n)
+        }
+    }
+
+    fn line(metric: &str, time: &str, tag: &str) -> String {
+        format!(
+            r#"{{"metric":"{metric}","type":"Point","data":{{"time":"{time}","value":1,"tags":{{"k":"{tag}"}}}}}}"#
+        )
+    }
+
+    /// Four one-point groups (three records make a request), then a group
+    /// of two points.
+    fn input() -> Vec<u8> {
+        let mut s = String::new();
+        for i in 0..4 {
+            s += &line("a", &format!("2026-11-25T10:00:0{i}Z"), "x");
+            s.push('\n');
+        }
+        for m in ["a", "b"] {
+            s += &line(m, "2026-11-25T10:00:09Z", "x");
+            s.push('\n');
+        }
+        s.into_bytes()
+    }
+
+    fn go<R: Read + Send>(src: R, model: DataModel) -> (Vec<Vec<Record>>, Outcome) {
+        let opts = PipelineOptions {
+            convert: ConvertOptions {
+                model,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut sent = Vec::new();
+        let out = run(
+            src,
+            "t",
+            &opts,
+            &mut Threes(Vec::new()),
+            Arc::default(),
+            &mut |r, _| {
+                sent.push(r);
+                ControlFlow::Continue(())
+            },
+        );
+        (sent, out)
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_retryable_read_error_withholds_the_group_and_the_batch() {
+        let data = input();
+        // Cut inside the last line: the group of 10:00:09 is in progress,
+        // the fourth record waits in the batch.
+        let (sent, out) = go(Broken(&data, data.len() - 5), DataModel::Multi);
+        assert!(out.error.as_ref().is_some_and(InputError::retryable));
+        assert!(!out.report.complete && !out.stopped);
+        assert_eq!(sent.len(), 1, "only the complete request");
+        assert_eq!(sent[0].len(), 3);
+        assert!(out.report.conversion_balanced());
+    }
+
+    #[test]
+    fn a_truncated_gzip_withholds_only_the_group_in_progress() {
+        let data = input();
+        let z = gzip(&data);
+        let (full, _) = go(&z[..], DataModel::Multi);
+        let (sent, out) = go(&z[..z.len() - 4], DataModel::Multi);
+        assert!(matches!(out.error, Some(InputError::Corrupt { .. })));
+        // The four one-point records go out, the last group does not.
+        let records: Vec<&Record> = sent.iter().flatten().collect();
+        assert_eq!(records.len(), 4);
+        let all: Vec<&Record> = full.iter().flatten().collect();
+        assert_eq!(records[..], all[..4]);
+        assert_eq!(out.report.dropped[TRUNCATED_TAIL], 2);
+        assert_eq!(out.report.dropped_first_lines[TRUNCATED_TAIL], [5, 6]);
+        assert!(out.report.conversion_balanced());
+        // SINGLE records are one point each: nothing to withhold.
+        let (sent, out) = go(&z[..z.len() - 4], DataModel::Single);
+        assert_eq!(sent.iter().flatten().count(), 6);
+        assert!(out.report.dropped.is_empty());
+    }
+
+    #[test]
+    fn a_plain_file_cut_inside_its_last_line_withholds_the_group() {
+        let data = input();
+        let (_, out) = go(&data[..data.len() - 5], DataModel::Multi);
+        assert!(out.error.is_none() && out.report.complete);
+        assert_eq!(out.report.dropped[TRUNCATED_TAIL], 1);
+        assert_eq!(out.report.skipped["malformed_json"], 1);
+        // A valid last line without `\n` is a complete input.
+        let (sent, out) = go(&data[..data.len() - 1], DataModel::Multi);
+        assert!(out.report.dropped.is_empty());
+        assert_eq!(sent.iter().flatten().count(), 5);
+    }
+
+    #[test]
+    fn not_k6_output_stops_after_detect_lines() {
+        let text: String = (0..1000).map(|i| format!("row {i}\n")).collect();
+        let (sent, out) = go(text.as_bytes(), DataModel::Multi);
+        assert!(sent.is_empty() && out.state.is_none());
+        assert!(matches!(
+            out.error,
+            Some(InputError::NotK6 {
+                lines: DETECT_LINES,
+                ..
+            })
         ));
+        assert_eq!(out.report.lines, DETECT_LINES);
+        assert_eq!(out.report.failure_reason.as_deref(), Some("not_k6"));
+        assert!(out.report.skipped.is_empty());
+        // Fewer lines than that, none of them k6's: the same error.
+        let (_, out) = go(&b"\n{\"a\":1}\n"[..], DataModel::Multi);
+        assert!(matches!(
+            out.error,
+            Some(InputError::NotK6 { lines: 1, .. })
+        ));
+        // Empty and blank inputs are empty runs.
+        for empty in [&b""[..], b"\n \n"] {
+            let (_, out) = go(empty, DataModel::Multi);
+            assert!(out.error.is_none() && out.report.complete);
+        }
+    }
+
+    #[test]
+    fn a_cut_off_first_line_is_no_verdict() {
+        let data = input();
+        let (_, out) = go(&data[..20], DataModel::Multi);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.report.skipped["malformed_json"], 1);
+        // With a few bad lines before it, as a k6 file may have: no verdict.
+        let (_, out) = go(&b"a\nb\n{\"metric\":"[..], DataModel::Multi);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.report.skipped["malformed_json"], 3);
+        // Enough complete foreign lines: not k6, cut or not.
+        let (_, out) = go(&b"a\nb\nc\nd\ne\n{\"metric\":"[..], DataModel::Multi);
+        assert!(matches!(
+            out.error,
+            Some(InputError::NotK6 { lines: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn csv_state_goes_on_from_a_serialised_checkpoint() {
+        let mut csv = String::from("metric_name,timestamp,metric_value,url,extra_tags,metadata\n");
+        for i in 0..10 {
+            csv += &format!("m,1709292845,{i}.000000,\"/a,b\",k=v,\n");
+        }
+        let opts = PipelineOptions::default();
+        let (full, _) = go(csv.as_bytes(), DataModel::Multi);
+        // Stop after the first request, go on from the stored state.
+        let mut enc = Threes(Vec::new());
+        let mut first = Vec::new();
+        let out = run(
+            csv.as_bytes(),
+            "t",
+            &opts,
+            &mut enc,
+            Arc::default(),
+            &mut |r, _| {
+                first.push(r);
+                ControlFlow::Break(())
+            },
+        );
+        let state = *out.state.unwrap();
+        assert!(matches!(state.format, LineFormat::Csv(_)));
+        let stored = serde_json::to_string(&state.format).unwrap();
+        let state = PipelineState {
+            format: serde_json::from_str(&stored).unwrap(),
+            ..state
+        };
+        let offset = state.input.source_offset() as usize;
+        let mut rest = Vec::new();
+        let out = run_from(
+            &csv.as_bytes()[offset..],
+            "t",
+            &opts,
+            &mut enc,
+            Arc::default(),
+            Some(state),
+            &mut |r, _| {
+                rest.push(r);
+                ControlFlow::Continue(())
+            },
+        );
+        assert!(out.error.is_none() && out.report.skipped.is_empty());
+        first.extend(rest);
+        assert_eq!(first, full);
+        assert_eq!(out.report.format, "csv");
+        assert_eq!(out.report.warnings.len(), 2, "{:?}", out.report.warnings);
+    }
+
+    #[test]
+    fn bom_is_reported_not_skipped() {
+        let mut data = crate::core::input::BOM.to_vec();
+        data.extend(input());
+        for src in [data.clone(), gzip(&data)] {
+            let (sent, out) = go(&src[..], DataModel::Multi);
+            assert!(out.report.bom && out.report.skipped.is_empty());
+            assert_eq!(sent.iter().flatten().count(), 5);
+        }
     }
 }

@@ -57,9 +57,13 @@ pub struct RunReport {
     pub format: String,
     /// Whether the input was gzip (detected by magic bytes).
     pub gzip: bool,
-    /// Bytes read from the source (compressed size for gzip input).
+    /// The text began with a UTF-8 byte-order mark (skipped, not an error).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bom: bool,
+    /// Bytes read from the source (compressed size for gzip input) by this
+    /// run (a Lambda continuation: by this invocation).
     pub bytes_read: u64,
-    /// Bytes of the input after decompression.
+    /// Bytes of input text this run inflated (or read, for plain input).
     pub bytes_decompressed: u64,
     /// Lines seen, blank ones included.
     pub lines: u64,
@@ -92,8 +96,9 @@ pub struct RunReport {
     pub identical_duplicates: u64,
     /// Measures in those records.
     pub identical_duplicate_measures: u64,
-    /// Records older than the collision window when they arrived: they could
-    /// not be checked for collisions (Timestream may reject them).
+    /// Records whose time fell where the collision guard had forgotten
+    /// records (far out of time order): they could not be checked for
+    /// collisions with those (Timestream may reject some).
     pub collision_window_misses: u64,
     /// Estimated metered write bytes (per request, rounded up to 1 KiB).
     pub estimated_write_bytes: u64,
@@ -126,11 +131,18 @@ pub struct RunReport {
     pub continuations: u64,
     pub continued: bool,
     pub seconds: f64,
+    /// `bytes_read` and `bytes_decompressed` summed over the invocations of
+    /// the object's continuation chain so far.
+    pub chain_bytes_read: u64,
+    pub chain_bytes_decompressed: u64,
 
     /// Whether the input was read to its end.
     pub complete: bool,
     /// The fatal error that ended the run early, if any.
     pub error: Option<String>,
+    /// The error's stable code, when it has one (`not_k6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
     /// What the user should know about the converted data (e.g. times of
     /// whole seconds), one sentence each.
     pub warnings: Vec<String>,
@@ -184,6 +196,8 @@ impl RunReport {
         self.dead_lettered_measures += c.dead_lettered_measures;
         self.batches_written += c.batches_written;
         self.seconds += c.seconds;
+        self.chain_bytes_read += c.chain_bytes_read;
+        self.chain_bytes_decompressed += c.chain_bytes_decompressed;
         if self.dead_letter_location.is_none() {
             self.dead_letter_location
                 .clone_from(&c.dead_letter_location);
@@ -222,6 +236,12 @@ impl RunReport {
         }
         if self.nudged > 0 {
             s += &format!("\n  timestamp collisions resolved by +1ns: {}", self.nudged);
+        }
+        if self.collision_window_misses > 0 {
+            s += &format!(
+                "\n  WARNING: {} records could not be checked for timestamp collisions (input far out of time order); Timestream may reject some as conflicts",
+                self.collision_window_misses
+            );
         }
         if self.written_records + self.dead_lettered > 0 || self.batches_written > 0 {
             s += &format!(

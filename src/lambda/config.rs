@@ -6,13 +6,27 @@ use crate::core::convert::{TestId, DEFAULT_MULTI_MEASURE_NAME};
 use crate::core::input::{DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES};
 use crate::core::model::DataModel;
 use crate::sinks::driver::{DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_SECS, MAX_CONCURRENCY};
+use crate::sinks::influxdb::InfluxSettings;
+use crate::sinks::SinkKind;
 use std::time::Duration;
 
 pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz", ".csv", ".csv.gz"];
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
+pub const DEFAULT_STATE_PREFIX: &str = "k6-timestream-state/";
+
+/// `K6TS_SINK` and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    /// `K6TS_DATABASE`, `K6TS_TABLE` below.
+    Timestream,
+    /// The `K6TS_INFLUXDB_*` variables.
+    InfluxDb(Box<InfluxSettings>),
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LambdaConfig {
+    pub sink: SinkConfig,
+    /// Timestream's database and table (empty with the InfluxDB sink).
     pub database: String,
     pub table: String,
     pub model: DataModel,
@@ -24,6 +38,11 @@ pub struct LambdaConfig {
     /// None: the object's own bucket.
     pub dead_letter_bucket: Option<String>,
     pub dead_letter_prefix: String,
+    /// Checkpoints of continuation chains go under this prefix
+    /// (`K6TS_STATE_PREFIX`), in `state_bucket` (`K6TS_STATE_BUCKET`;
+    /// None: the object's own bucket).
+    pub state_prefix: String,
+    pub state_bucket: Option<String>,
     /// 0 = none: run until the deadline margin.
     pub work_budget: Duration,
     pub safety_margin: Duration,
@@ -111,6 +130,24 @@ impl LambdaConfig {
                 .collect(),
         };
         let g: &dyn Fn(&str) -> Option<String> = &get;
+        let sink = match get("K6TS_SINK") {
+            None => SinkKind::Timestream,
+            Some(v) => v.parse().map_err(|e: String| err("K6TS_SINK", e))?,
+        };
+        let (sink, database, table) = match sink {
+            SinkKind::Timestream => (
+                SinkConfig::Timestream,
+                required("K6TS_DATABASE")?,
+                required("K6TS_TABLE")?,
+            ),
+            SinkKind::Influxdb => (
+                SinkConfig::InfluxDb(Box::new(
+                    InfluxSettings::from_lookup(g).map_err(|e| err(e.var, e.msg))?,
+                )),
+                String::new(),
+                String::new(),
+            ),
+        };
         let concurrency = num(g, "K6TS_CONCURRENCY", DEFAULT_CONCURRENCY, 1)?;
         if concurrency > MAX_CONCURRENCY {
             return Err(err(
@@ -119,8 +156,9 @@ impl LambdaConfig {
             ));
         }
         Ok(Self {
-            database: required("K6TS_DATABASE")?,
-            table: required("K6TS_TABLE")?,
+            sink,
+            database,
+            table,
             model,
             concurrency,
             testid,
@@ -129,6 +167,9 @@ impl LambdaConfig {
             dead_letter_bucket: get("K6TS_DEAD_LETTER_BUCKET"),
             dead_letter_prefix: get("K6TS_DEAD_LETTER_PREFIX")
                 .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned()),
+            state_prefix: get("K6TS_STATE_PREFIX")
+                .unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_owned()),
+            state_bucket: get("K6TS_STATE_BUCKET"),
             work_budget: Duration::from_secs_f64(num(g, "K6TS_WORK_BUDGET_SECONDS", 0.0, 0.0)?),
             safety_margin: Duration::from_secs_f64(num(
                 g,
@@ -170,9 +211,10 @@ impl LambdaConfig {
         })
     }
 
-    /// Does this key look like k6 results (and not a dead letter)?
+    /// Does this key look like k6 results (and not a dead letter or a
+    /// checkpoint)?
     pub fn wants_key(&self, key: &str) -> bool {
-        if key.starts_with(&self.dead_letter_prefix) {
+        if key.starts_with(&self.dead_letter_prefix) || key.starts_with(&self.state_prefix) {
             return false;
         }
         let lower = key.to_ascii_lowercase();
@@ -208,6 +250,12 @@ mod tests {
         assert!(c.wants_key("runs/a.json.gz") && c.wants_key("a.JSON") && !c.wants_key("a.txt"));
         assert!(c.wants_key("runs/a.csv") && c.wants_key("runs/a.CSV.gz"));
         assert!(!c.wants_key("k6-timestream-dead-letter/b/a.json"));
+        assert!(!c.wants_key("k6-timestream-state/b/a.json/e1/link-1.ckpt"));
+        assert!(!c.wants_key("k6-timestream-state/b/a.json.gz"));
+        assert_eq!(
+            (c.state_prefix.as_str(), c.state_bucket.as_deref()),
+            (DEFAULT_STATE_PREFIX, None)
+        );
     }
 
     #[test]
@@ -241,5 +289,28 @@ mod tests {
         );
         assert_eq!(c.testid, TestId::Off);
         assert_eq!(c.model, DataModel::Single);
+    }
+
+    #[test]
+    fn the_sink_and_what_it_requires() {
+        assert_eq!(
+            cfg(&[("K6TS_DATABASE", "d"), ("K6TS_TABLE", "t")])
+                .unwrap()
+                .sink,
+            SinkConfig::Timestream
+        );
+        assert_eq!(cfg(&[("K6TS_SINK", "kafka")]).unwrap_err().var, "K6TS_SINK");
+        let influx = [
+            ("K6TS_SINK", "influxdb"),
+            ("K6TS_INFLUXDB_URL", "http://h:8086"),
+            ("K6TS_INFLUXDB_API", "v1"),
+            ("K6TS_INFLUXDB_DATABASE", "k6"),
+        ];
+        let c = cfg(&influx).unwrap();
+        assert!(
+            matches!(c.sink, SinkConfig::InfluxDb(_)),
+            "no Timestream table needed"
+        );
+        assert_eq!(cfg(&influx[..3]).unwrap_err().var, "K6TS_INFLUXDB_DATABASE");
     }
 }

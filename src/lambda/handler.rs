@@ -2,24 +2,25 @@
 //! object put for dead letters, async self-invoke), so it runs the same
 //! under the Lambda runtime and in unit tests without a network.
 
+use super::batch::{self, TaskOutcome};
 use super::config::LambdaConfig;
-use super::continuation::continuation_event;
+use super::continuation::{checkpoint_key, continuation_event};
 use super::decide::{decide, Decision, Facts};
-use super::event::{parse_event, Job};
+use super::event::{parse_event, BatchInvocation, Event, Job, StoredObject};
 use super::invoke::Invoker;
 use super::plan::{plan, time_left, Plan};
 use crate::core::convert::ConvertOptions;
 use crate::core::input::InputOptions;
 use crate::core::pipeline::PipelineOptions;
 use crate::core::report::{Outcome, RunReport};
-use crate::ingest::{ingest, Failure, IngestResult, Live, Sink};
+use crate::core::resume::Checkpoint;
+use crate::ingest::{ingest_from, Failure, IngestResult, Live, Sink};
 use crate::sinks::dead_letter::s3::S3DeadLetterSink;
 use crate::sinks::driver::{WriterConfig, DEFAULT_RETRY_BUDGET};
 use crate::sinks::retry::RetryPolicy;
-use crate::sinks::timestream::{Batcher, WriteRequest};
-use crate::sinks::Service;
-use crate::sources::s3::ObjectPut;
+use crate::sources::s3::{ObjectPut, ObjectStore};
 use crate::sources::{ObjectRef, ObjectSource, OpenedObject, SourceError};
+use aws_lambda_events::event::s3::batch_job::S3BatchJobResponse;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +32,17 @@ use tracing::Instrument;
 #[derive(Debug, Serialize)]
 pub struct Response {
     pub reports: Vec<RunReport>,
+}
+
+/// The function's answer, in the shape its invoker reads.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// S3 notifications, EventBridge events, direct and continuation
+    /// events: `{"reports":[...]}`.
+    Reports(Response),
+    /// S3 Batch Operations: one result per task.
+    Batch(S3BatchJobResponse),
 }
 
 /// An error worth a Lambda retry (the async invoke retries twice; the
@@ -50,19 +62,48 @@ pub struct Handler<S, W, P, I> {
 impl<S, W, P, I> Handler<S, W, P, I>
 where
     S: ObjectSource,
-    W: Service<WriteRequest>,
-    P: ObjectPut + Clone,
+    W: super::sink::SinkKit,
+    P: ObjectPut + ObjectStore + Clone,
     I: Invoker,
 {
+    /// The entry point: answers every event kind in its invoker's shape.
+    /// A retryable failure fails the invocation (Lambda retries it), except
+    /// in a Batch Operations job, where it is that task's
+    /// `TemporaryFailure`.
+    pub async fn answer(
+        &self,
+        payload: serde_json::Value,
+        deadline: SystemTime,
+    ) -> Result<Answer, RetryableError> {
+        match parse_event(payload) {
+            Ok(Event::Batch(b)) => Ok(Answer::Batch(self.batch(b, deadline).await)),
+            other => self
+                .reports(other.and_then(Event::into_objects), deadline)
+                .await
+                .map(Answer::Reports),
+        }
+    }
+
+    /// One report per object of the event (a Batch Operations job is
+    /// answered by [`Self::answer`]).
     pub async fn handle(
         &self,
         payload: serde_json::Value,
         deadline: SystemTime,
     ) -> Result<Response, RetryableError> {
+        self.reports(parse_event(payload).and_then(Event::into_objects), deadline)
+            .await
+    }
+
+    async fn reports(
+        &self,
+        jobs: Result<Vec<Job>, String>,
+        deadline: SystemTime,
+    ) -> Result<Response, RetryableError> {
         let started = Instant::now();
         let remaining = time_left(deadline, SystemTime::now());
         let deadline = started + remaining;
-        let jobs = match parse_event(payload) {
+        let jobs = match jobs {
             Ok(j) => j,
             Err(e) => {
                 // Not retryable: the same payload would fail the same way.
@@ -81,8 +122,10 @@ where
         let mut retry: Option<String> = None;
         for (i, job) in jobs.into_iter().enumerate() {
             let span = tracing::info_span!("object", bucket = %job.object.bucket, key = %job.object.key, version = job.object.version_id.as_deref().unwrap_or(""), attempt = job.attempt);
-            match self
-                .process(job, started, deadline, i == 0)
+            // Boxed (here and for batch tasks): an object's future is large,
+            // and nested unboxed in the runtime's it overflows the compiler's
+            // layout depth limit.
+            match Box::pin(self.process(job, started, deadline, i == 0))
                 .instrument(span)
                 .await
             {
@@ -98,6 +141,38 @@ where
             Some(e) => Err(RetryableError(e)),
             None => Ok(Response { reports }),
         }
+    }
+
+    /// Each task's object in turn; every task gets its result, so one
+    /// task's retryable failure is its own `TemporaryFailure` and not the
+    /// invocation's error.
+    async fn batch(&self, inv: BatchInvocation, deadline: SystemTime) -> S3BatchJobResponse {
+        let started = Instant::now();
+        let deadline = started + time_left(deadline, SystemTime::now());
+        let mut done = Vec::with_capacity(inv.tasks.len());
+        for (i, task) in inv.tasks.into_iter().enumerate() {
+            let outcome = match task.job {
+                Err(e) => {
+                    tracing::error!(task = %task.task_id, error = %e, "task names no readable object");
+                    TaskOutcome::Unusable(e)
+                }
+                Ok(job) => {
+                    let span = tracing::info_span!("object", task = %task.task_id, bucket = %job.object.bucket, key = %job.object.key, version = job.object.version_id.as_deref().unwrap_or(""), attempt = job.attempt);
+                    match Box::pin(self.process(job, started, deadline, i == 0))
+                        .instrument(span)
+                        .await
+                    {
+                        Ok(r) => TaskOutcome::Report(Box::new(r)),
+                        Err(e) => {
+                            tracing::error!(task = %task.task_id, error = %e.0, "retryable failure: the task is retried by Batch Operations");
+                            TaskOutcome::Retryable(e.0)
+                        }
+                    }
+                }
+            };
+            done.push((task.task_id, outcome));
+        }
+        batch::response(&inv.schema_version, &inv.invocation_id, &done)
     }
 
     /// `first`: the first object of the invocation (a later one may find
@@ -124,7 +199,26 @@ where
             report.complete = true;
             return Ok(report);
         }
-        let opened = match self.source.open(&obj).await {
+        // A continuation goes on from the state its predecessor stopped in:
+        // the object is read from there on (a ranged read), not again from
+        // its start.
+        let from = self.load_checkpoint(&job).await?;
+        let opened = match &from {
+            // Read to its end already: what is left is in the checkpoint.
+            Some(c) if !c.state.input.reads_source() => Ok(OpenedObject {
+                body: Box::new(tokio::io::empty()),
+                size: Some(0),
+                etag: obj.etag.clone(),
+                version_id: obj.version_id.clone(),
+            }),
+            Some(c) if c.state.input.source_offset() > 0 => {
+                self.source
+                    .open_from(&obj, c.state.input.source_offset())
+                    .await
+            }
+            _ => self.source.open(&obj).await,
+        };
+        let opened = match opened {
             Ok(o) => o,
             Err(e) if e.retryable() => return Err(RetryableError(e.to_string())),
             Err(e) => {
@@ -136,6 +230,7 @@ where
                 tracing::warn!(error = %e, "object not processed");
                 report.error = Some(e.to_string());
                 report.add_carried(&job.carried);
+                self.forget_checkpoint(&job).await;
                 self.emit_metrics(&report);
                 return Ok(report);
             }
@@ -155,12 +250,16 @@ where
             cfg.work_budget,
             cfg.request_timeout,
         );
-        let res = self.ingest_object(&job, &obj, opened, now, &plan).await;
+        let mut res = self
+            .ingest_object(&job, &obj, opened, from, now, &plan)
+            .await;
         let mut report = RunReport {
             version_id: pinned.version_id.clone(),
-            ..res.report
+            ..std::mem::take(&mut res.report)
         };
         report.add_carried(&job.carried);
+        report.chain_bytes_read += report.bytes_read;
+        report.chain_bytes_decompressed += report.bytes_decompressed;
         report.continuations = u64::from(job.attempt);
         report.seconds = job.carried.seconds + started.elapsed().as_secs_f64();
         let next = res.drive.next_seq.max(job.skip_batches);
@@ -173,8 +272,10 @@ where
             attempt: job.attempt,
             max_continuations: cfg.max_continuations,
         };
-        match decide(&facts) {
+        let decision = decide(&facts);
+        match decision {
             Decision::Retry => {
+                // The checkpoint stays: the retry starts from it again.
                 let msg = report.error.clone().unwrap_or_default();
                 return Err(RetryableError(msg));
             }
@@ -200,7 +301,11 @@ where
                 tracing::error!("no progress possible in this invocation");
             }
             Decision::Continue => {
-                let ev = continuation_event(&pinned, next, job.attempt + 1, &report);
+                let checkpoint = match res.checkpoint.take() {
+                    Some(c) => self.save_checkpoint(&pinned, job.attempt + 1, c).await,
+                    None => None,
+                };
+                let ev = continuation_event(&pinned, next, checkpoint, job.attempt + 1, &report);
                 let function = cfg.self_function.clone().ok_or_else(|| {
                     RetryableError(
                         "no function name to continue with (AWS_LAMBDA_FUNCTION_NAME / K6TS_SELF_FUNCTION)"
@@ -221,6 +326,9 @@ where
                 report.continued = true;
             }
         }
+        // The next link (if any) was handed its own checkpoint: the one this
+        // link started from is not needed any more.
+        self.forget_checkpoint(&job).await;
         tracing::info!(
             outcome = report.outcome.map_or("", Outcome::as_str),
             points = report.points,
@@ -239,9 +347,10 @@ where
         job: &Job,
         obj: &ObjectRef,
         opened: OpenedObject,
+        from: Option<Checkpoint<W::Encoder>>,
         start: Instant,
         plan: &Plan,
-    ) -> IngestResult {
+    ) -> IngestResult<W::Encoder> {
         let cfg = &self.cfg;
         let popts = PipelineOptions {
             convert: ConvertOptions {
@@ -249,6 +358,7 @@ where
                 testid: cfg.testid.resolve(&obj.key),
                 extra_dimensions: cfg.dimensions.clone(),
                 multi_measure_name: cfg.measure_name.clone(),
+                ..Default::default()
             },
             input: InputOptions {
                 max_line_bytes: cfg.max_line_bytes,
@@ -286,13 +396,102 @@ where
             job.skip_batches,
         ));
         let sink = Sink {
-            encoder: Batcher::new(cfg.model, cfg.collision_window_secs),
-            service: self.writer.clone(),
+            encoder: self.writer.encoder(cfg),
+            service: W::service(&self.writer),
             dead_letters: dlq,
             config: wcfg,
         };
         let body = tokio_util::io::SyncIoBridge::new(opened.body);
-        ingest(body, obj.url(), popts, sink, live, stop).await
+        ingest_from(body, obj.url(), popts, sink, live, stop, from).await
+    }
+
+    /// The checkpoint a continuation names, if it can be used. A missing or
+    /// unreadable one is not an error: the object is then read again from
+    /// its start and the confirmed requests skipped (slower, same result).
+    async fn load_checkpoint(
+        &self,
+        job: &Job,
+    ) -> Result<Option<Checkpoint<W::Encoder>>, RetryableError> {
+        let Some(at) = &job.checkpoint else {
+            return Ok(None);
+        };
+        let bytes = match self.put.get_object(&at.bucket, &at.key).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                tracing::warn!(key = %at.key, "checkpoint not found: reading the object from its start");
+                return Ok(None);
+            }
+            Err(e) if e.retryable() => return Err(RetryableError(e.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint unreadable: reading the object from its start");
+                return Ok(None);
+            }
+        };
+        let len = bytes.len();
+        let decoded = tokio::task::spawn_blocking(move || Checkpoint::<W::Encoder>::decode(&bytes))
+            .await
+            .map_err(|e| RetryableError(format!("decoding the checkpoint failed: {e}")))?;
+        match decoded {
+            Ok(c) if c.state.report.input == job.object.url() => {
+                tracing::info!(key = %at.key, bytes = len, lines = c.state.input.lines, unsent = c.unsent.len(), "going on from the checkpoint");
+                Ok(Some(c))
+            }
+            Ok(c) => {
+                tracing::warn!(key = %at.key, of = %c.state.report.input, "checkpoint of another object: reading the object from its start");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(key = %at.key, error = %e, "checkpoint unusable: reading the object from its start");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores the checkpoint link `attempt` starts from; None when it could
+    /// not be stored (the link then reads the object from its start).
+    async fn save_checkpoint(
+        &self,
+        object: &ObjectRef,
+        attempt: u32,
+        checkpoint: Checkpoint<W::Encoder>,
+    ) -> Option<StoredObject> {
+        let at = StoredObject {
+            bucket: self
+                .cfg
+                .state_bucket
+                .clone()
+                .unwrap_or_else(|| object.bucket.clone()),
+            key: checkpoint_key(&self.cfg.state_prefix, object, attempt),
+        };
+        let unsent = checkpoint.unsent.len();
+        let body = match tokio::task::spawn_blocking(move || checkpoint.encode()).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "encoding the checkpoint failed: the continuation reads the object from its start");
+                return None;
+            }
+        };
+        let len = body.len();
+        match self.put.put_object(&at.bucket, &at.key, body).await {
+            Ok(()) => {
+                tracing::info!(key = %at.key, bytes = len, unsent, "checkpoint stored");
+                Some(at)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint not stored: the continuation reads the object from its start");
+                None
+            }
+        }
+    }
+
+    /// Deletes the checkpoint the job started from (best effort: the state
+    /// prefix's lifecycle rule removes what is left).
+    async fn forget_checkpoint(&self, job: &Job) {
+        if let Some(at) = &job.checkpoint {
+            if let Err(e) = self.put.delete_object(&at.bucket, &at.key).await {
+                tracing::warn!(key = %at.key, error = %e, "checkpoint not deleted");
+            }
+        }
     }
 
     fn emit_metrics(&self, r: &RunReport) {
@@ -312,7 +511,7 @@ mod tests {
     use super::*;
     use crate::lambda::config::LambdaConfig;
     use crate::sinks::timestream::WriteRequest;
-    use crate::sinks::{RejectedRecord, WriteError};
+    use crate::sinks::{RejectedRecord, Service, WriteError};
     use crate::sources::OpenedObject;
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -328,11 +527,28 @@ mod tests {
     struct Source {
         objects: Mutex<HashMap<String, Obj>>,
         opens: Mutex<Vec<ObjectRef>>,
+        /// The first byte of each open (0: the whole object).
+        offsets: Mutex<Vec<u64>>,
     }
 
     impl ObjectSource for Arc<Source> {
         async fn open(&self, obj: &ObjectRef) -> Result<OpenedObject, SourceError> {
+            self.read_from(obj, 0)
+        }
+
+        async fn open_from(
+            &self,
+            obj: &ObjectRef,
+            offset: u64,
+        ) -> Result<OpenedObject, SourceError> {
+            self.read_from(obj, offset)
+        }
+    }
+
+    impl Source {
+        fn read_from(&self, obj: &ObjectRef, offset: u64) -> Result<OpenedObject, SourceError> {
             self.opens.lock().unwrap().push(obj.clone());
+            self.offsets.lock().unwrap().push(offset);
             if obj.key.contains("flaky") {
                 return Err(SourceError::Transient(
                     obj.to_string(),
@@ -346,9 +562,10 @@ mod tests {
             if obj.etag.as_ref().is_some_and(|e| *e != o.etag) {
                 return Err(SourceError::Changed(obj.to_string()));
             }
+            let rest = o.body.get(offset as usize..).unwrap_or_default().to_vec();
             Ok(OpenedObject {
-                body: Box::new(std::io::Cursor::new(o.body.clone())),
-                size: Some(o.body.len() as u64),
+                size: Some(rest.len() as u64),
+                body: Box::new(std::io::Cursor::new(rest)),
                 etag: Some(o.etag.clone()),
                 version_id: o.version.clone(),
             })
@@ -360,6 +577,8 @@ mod tests {
     #[derive(Default)]
     struct Writer {
         records: Mutex<Vec<(u64, i64)>>,
+        /// Every request as it was sent.
+        requests: Mutex<Vec<WriteRequest>>,
         calls: Mutex<u64>,
         reject_404: bool,
         delay: Duration,
@@ -369,6 +588,7 @@ mod tests {
         async fn write(&self, req: &WriteRequest) -> Result<(), WriteError> {
             tokio::time::sleep(self.delay).await;
             *self.calls.lock().unwrap() += 1;
+            self.requests.lock().unwrap().push(req.clone());
             let mut rejected = Vec::new();
             for (i, r) in req.records.iter().enumerate() {
                 if self.reject_404
@@ -395,15 +615,68 @@ mod tests {
 
     type Puts = Vec<(String, String, Vec<u8>)>;
 
+    type Stored = std::collections::BTreeMap<(String, String), Vec<u8>>;
+
+    /// Dead-letter puts, and an object store (checkpoints) that logs what
+    /// is done to it and can fail its next reads.
     #[derive(Default, Clone)]
-    struct Put(Arc<Mutex<Puts>>);
+    struct Put {
+        dead_letters: Arc<Mutex<Puts>>,
+        objects: Arc<Mutex<Stored>>,
+        log: Arc<Mutex<Vec<String>>>,
+        failing_gets: Arc<Mutex<u32>>,
+    }
 
     impl ObjectPut for Put {
         async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
-            self.0
+            self.dead_letters
                 .lock()
                 .unwrap()
                 .push((bucket.into(), key.into(), body));
+            Ok(())
+        }
+    }
+
+    impl ObjectStore for Put {
+        async fn get_object(
+            &self,
+            bucket: &str,
+            key: &str,
+        ) -> Result<Option<Vec<u8>>, crate::sources::s3::StoreError> {
+            self.log.lock().unwrap().push(format!("get {key}"));
+            let mut failing = self.failing_gets.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(crate::sources::s3::StoreError::Transient("503".into()));
+            }
+            let m = self.objects.lock().unwrap();
+            Ok(m.get(&(bucket.to_owned(), key.to_owned())).cloned())
+        }
+
+        async fn put_object(
+            &self,
+            bucket: &str,
+            key: &str,
+            body: Vec<u8>,
+        ) -> Result<(), crate::sources::s3::StoreError> {
+            self.log.lock().unwrap().push(format!("put {key}"));
+            self.objects
+                .lock()
+                .unwrap()
+                .insert((bucket.into(), key.into()), body);
+            Ok(())
+        }
+
+        async fn delete_object(
+            &self,
+            bucket: &str,
+            key: &str,
+        ) -> Result<(), crate::sources::s3::StoreError> {
+            self.log.lock().unwrap().push(format!("delete {key}"));
+            self.objects
+                .lock()
+                .unwrap()
+                .remove(&(bucket.to_owned(), key.to_owned()));
             Ok(())
         }
     }
@@ -456,6 +729,21 @@ mod tests {
                 version: None,
             },
         );
+        // The same, not compressed.
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&fixture()[..]),
+            &mut plain,
+        )
+        .unwrap();
+        source.objects.lock().unwrap().insert(
+            "k6-results/run 1.json".into(),
+            Obj {
+                body: plain,
+                etag: "e2".into(),
+                version: None,
+            },
+        );
         let put = Put::default();
         let inv = Arc::new(Invoker::default());
         (
@@ -495,7 +783,7 @@ mod tests {
             r.written_records,
             h.writer.records.lock().unwrap().len() as u64
         );
-        assert!(put.0.lock().unwrap().is_empty() && inv.0.lock().unwrap().is_empty());
+        assert!(put.dead_letters.lock().unwrap().is_empty() && inv.0.lock().unwrap().is_empty());
         // If-Match: the event's ETag was asked for.
         assert_eq!(source.opens.lock().unwrap()[0].etag.as_deref(), Some("e1"));
     }
@@ -602,7 +890,7 @@ mod tests {
         let r = &resp.reports[0];
         assert!(r.rejected_records > 0);
         assert_eq!(r.written_measures + r.dead_lettered_measures, r.measures);
-        let puts = put.0.lock().unwrap();
+        let puts = put.dead_letters.lock().unwrap();
         assert_eq!(puts.len(), 1);
         let (bucket, key, body) = &puts[0];
         assert_eq!(bucket, "b");
@@ -681,6 +969,304 @@ mod tests {
             .all(|o| o.etag.as_deref() == Some("e1")));
     }
 
+    /// The requests of one uninterrupted run of `key` (same handler setup).
+    async fn uninterrupted(key: &str, etag: &str) -> Vec<WriteRequest> {
+        let (h, ..) = handler(cfg(&[]), Writer::default());
+        let r = h.handle(s3_event(key, etag), soon()).await.unwrap();
+        assert_eq!(r.reports[0].outcome, Some(Outcome::Complete));
+        let mut reqs = h.writer.requests.lock().unwrap().clone();
+        reqs.sort_by_key(|q| q.seq);
+        reqs
+    }
+
+    fn budget_cfg() -> LambdaConfig {
+        cfg(&[
+            ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
+            ("K6TS_CONCURRENCY", "1"),
+        ])
+    }
+
+    fn slow() -> Writer {
+        Writer {
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        }
+    }
+
+    /// Continuations go on from their checkpoints: every link after the
+    /// first reads the object from where the previous one stopped (ranged),
+    /// the requests are exactly those of one run, each sent once, and no
+    /// checkpoint is left behind.
+    #[tokio::test]
+    async fn continuations_resume_from_checkpoints_not_from_the_start() {
+        for (key, etag, gzip) in [
+            ("k6-results/run+1.json.gz", "e1", true),
+            ("k6-results/run+1.json", "e2", false),
+        ] {
+            let (h, source, put, inv) = handler(budget_cfg(), slow());
+            let reports = run_chain(&h, &inv, s3_event(key, etag)).await;
+            let links = reports.len();
+            assert!(links >= 4, "{key}: {links} links");
+            let last = reports.last().unwrap();
+            assert_eq!(last.outcome, Some(Outcome::Complete), "{last:?}");
+            assert_eq!(last.written_measures, last.points);
+            // Exactly the requests of one run, each once, in order.
+            let mut sent = h.writer.requests.lock().unwrap().clone();
+            sent.sort_by_key(|q| q.seq);
+            assert!(
+                sent == uninterrupted(key, etag).await,
+                "{key}: requests differ from an uninterrupted run"
+            );
+            assert_eq!(last.batches, sent.len() as u64);
+            // Conversion counters from the checkpoints, not recounted.
+            assert_eq!(
+                last.records,
+                sent.iter().map(|q| q.records.len() as u64).sum::<u64>()
+            );
+            // Ranged reads after the first link; nothing skipped by
+            // re-reading.
+            // (A link whose checkpoint holds the rest of the input, read
+            // ahead by the link before, does not open the object at all:
+            // with this 1 MB object, every continuation.)
+            let offsets = source.offsets.lock().unwrap().clone();
+            assert!(offsets.len() <= links && offsets[0] == 0, "{offsets:?}");
+            assert!(
+                offsets[1..].iter().all(|o| *o > 0),
+                "{key}: opens at {offsets:?}"
+            );
+            assert!(reports.iter().all(|r| r.batches_skipped == 0));
+            // Inflated (or read) in total: about the object once.
+            let size = reports[0].bytes_decompressed.max(1);
+            let total: u64 = reports.iter().map(|r| r.bytes_decompressed).sum();
+            assert_eq!(last.chain_bytes_decompressed, total);
+            assert_eq!(
+                last.chain_bytes_read,
+                reports.iter().map(|r| r.bytes_read).sum::<u64>()
+            );
+            let whole = plain_len();
+            eprintln!("{key}: {links} links inflated {total} bytes of a {whole}-byte object, opens at {offsets:?}");
+            assert!(
+                total < whole * 2,
+                "{key}: {links} links inflated {total} bytes of a {whole}-byte object (first link {size})"
+            );
+            assert_eq!(last.gzip, gzip);
+            // Each checkpoint was written, read by the next link, deleted.
+            let log = put.log.lock().unwrap().clone();
+            let puts = log.iter().filter(|l| l.starts_with("put ")).count();
+            assert_eq!(puts, links - 1, "{log:?}");
+            for l in log.iter().filter(|l| l.starts_with("put ")) {
+                let k = &l[4..];
+                assert!(k.starts_with("k6-timestream-state/b/k6-results/"), "{k}");
+                assert!(
+                    !h.cfg.wants_key(k),
+                    "a checkpoint never triggers the function"
+                );
+                assert!(log.contains(&format!("get {k}")) && log.contains(&format!("delete {k}")));
+            }
+            assert!(
+                put.objects.lock().unwrap().is_empty(),
+                "checkpoints left: {log:?}"
+            );
+        }
+    }
+
+    /// `copies` runs of the fixture one after the other (copy k moved
+    /// `copies - 1 - k` years back), gzip'd at the default level as k6
+    /// does: big enough for access points and several links.
+    fn bigger(copies: i32) -> Vec<u8> {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&fixture()[..]),
+            &mut plain,
+        )
+        .unwrap();
+        let text = String::from_utf8(plain).unwrap();
+        let mut out = String::new();
+        const AT: &str = "\"data\":{\"time\":\"";
+        for k in 0..copies {
+            for line in text.lines() {
+                match line.find(AT) {
+                    Some(i) => {
+                        let y = i + AT.len();
+                        let year: i32 = line[y..y + 4].parse().unwrap();
+                        out += &format!(
+                            "{}{:04}{}",
+                            &line[..y],
+                            year - (copies - 1 - k),
+                            &line[y + 4..]
+                        );
+                    }
+                    None => out += line,
+                }
+                out.push('\n');
+            }
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, out.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// An object bigger than the read-ahead: continuations open it from
+    /// their checkpoint's access point on (ranged reads), and the chain
+    /// inflates it about once.
+    #[tokio::test]
+    async fn big_objects_are_read_on_with_ranged_reads() {
+        let c = cfg(&[
+            ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
+            ("K6TS_CONCURRENCY", "1"),
+            ("K6TS_MAX_CONTINUATIONS", "500"),
+        ]);
+        let (h, source, put, inv) = handler(c, slow());
+        let body = bigger(7);
+        source.objects.lock().unwrap().insert(
+            "k6-results/big.json.gz".into(),
+            Obj {
+                body: body.clone(),
+                etag: "e3".into(),
+                version: None,
+            },
+        );
+        let reports = run_chain(&h, &inv, s3_event("k6-results/big.json.gz", "e3")).await;
+        let last = reports.last().unwrap();
+        assert_eq!(last.outcome, Some(Outcome::Complete), "{last:?}");
+        assert_eq!(last.written_measures, last.points);
+        let offsets = source.offsets.lock().unwrap().clone();
+        assert!(offsets[1..].iter().all(|o| *o > 0), "{offsets:?}");
+        assert!(offsets.len() >= 3, "ranged reads: {offsets:?}");
+        let mut sent = h.writer.requests.lock().unwrap().clone();
+        sent.sort_by_key(|q| q.seq);
+        let (h1, s1, ..) = handler(cfg(&[]), Writer::default());
+        s1.objects.lock().unwrap().insert(
+            "k6-results/big.json.gz".into(),
+            Obj {
+                body,
+                etag: "e3".into(),
+                version: None,
+            },
+        );
+        let one = h1
+            .handle(s3_event("k6-results/big.json.gz", "e3"), soon())
+            .await
+            .unwrap();
+        let mut want = h1.writer.requests.lock().unwrap().clone();
+        want.sort_by_key(|q| q.seq);
+        assert!(sent == want, "requests differ from an uninterrupted run");
+        let size = one.reports[0].bytes_decompressed;
+        let total = last.chain_bytes_decompressed;
+        assert!(
+            total * 10 <= size * 11,
+            "inflated {total} of {size} bytes over {} links",
+            reports.len()
+        );
+        assert!(put.objects.lock().unwrap().is_empty());
+    }
+
+    fn plain_len() -> u64 {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&fixture()[..]),
+            &mut plain,
+        )
+        .unwrap();
+        plain.len() as u64
+    }
+
+    /// A continuation whose checkpoint is missing or unusable (an event of
+    /// an older version, a checkpoint that expired or was damaged) reads
+    /// the object from its start and skips the confirmed requests: the
+    /// same requests, each sent once.
+    #[tokio::test]
+    async fn without_a_usable_checkpoint_a_continuation_rereads_and_skips() {
+        for damage in ["delete", "garble", "strip"] {
+            let (h, _, put, inv) = handler(budget_cfg(), slow());
+            let mut reports = vec![h
+                .handle(s3_event("k6-results/run+1.json.gz", "e1"), soon())
+                .await
+                .unwrap()
+                .reports
+                .remove(0)];
+            loop {
+                let next = inv.0.lock().unwrap().pop();
+                let Some((_, mut payload)) = next else { break };
+                let at = payload["continuation"]["checkpoint"].clone();
+                let at = (
+                    at["bucket"].as_str().unwrap().to_owned(),
+                    at["key"].as_str().unwrap().to_owned(),
+                );
+                match damage {
+                    "delete" => {
+                        put.objects.lock().unwrap().remove(&at);
+                    }
+                    "garble" => {
+                        put.objects
+                            .lock()
+                            .unwrap()
+                            .insert(at, b"\x1f\x8bnot a checkpoint".to_vec());
+                    }
+                    _ => {
+                        payload["continuation"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("checkpoint");
+                    }
+                }
+                reports.push(h.handle(payload, soon()).await.unwrap().reports.remove(0));
+            }
+            let last = reports.last().unwrap();
+            assert_eq!(last.outcome, Some(Outcome::Complete), "{damage}: {last:?}");
+            assert!(reports.len() >= 3, "{damage}");
+            assert!(
+                reports[1..].iter().all(|r| r.batches_skipped > 0),
+                "{damage}: re-read and skipped"
+            );
+            let mut sent = h.writer.requests.lock().unwrap().clone();
+            sent.sort_by_key(|q| q.seq);
+            assert!(
+                sent == uninterrupted("k6-results/run+1.json.gz", "e1").await,
+                "{damage}: requests differ from an uninterrupted run"
+            );
+            assert_eq!(last.written_measures, last.points, "{damage}");
+        }
+    }
+
+    /// A checkpoint that cannot be read for now (S3 throttling) fails the
+    /// invocation for a retry, which goes on from the same checkpoint.
+    #[tokio::test]
+    async fn a_checkpoint_read_error_is_retried_from_the_same_checkpoint() {
+        let (h, _, put, inv) = handler(budget_cfg(), slow());
+        let first = h
+            .handle(s3_event("k6-results/run+1.json.gz", "e1"), soon())
+            .await
+            .unwrap();
+        assert_eq!(first.reports[0].outcome, Some(Outcome::Continued));
+        let (_, payload) = inv.0.lock().unwrap().pop().unwrap();
+        *put.failing_gets.lock().unwrap() = 1;
+        let e = h.handle(payload.clone(), soon()).await.unwrap_err();
+        assert!(e.0.contains("503"), "{}", e.0);
+        assert_eq!(put.objects.lock().unwrap().len(), 1, "kept for the retry");
+        let again = h.handle(payload, soon()).await.unwrap();
+        assert_ne!(again.reports[0].outcome, Some(Outcome::Failed));
+        assert_eq!(again.reports[0].batches_skipped, 0, "from the checkpoint");
+        let mut reports = run_chain_rest(&h, &inv).await;
+        if reports.is_empty() {
+            reports.push(again.reports[0].clone());
+        }
+        let last = reports.last().unwrap();
+        assert_eq!(last.outcome, Some(Outcome::Complete));
+        assert_eq!(last.written_measures, last.points);
+    }
+
+    /// The continuations still queued (after a first link run by the test).
+    async fn run_chain_rest(h: &H, inv: &Invoker) -> Vec<RunReport> {
+        let mut reports = Vec::new();
+        loop {
+            let next = inv.0.lock().unwrap().pop();
+            let Some((_, payload)) = next else { break };
+            reports.push(h.handle(payload, soon()).await.unwrap().reports.remove(0));
+        }
+        reports
+    }
+
     #[tokio::test]
     async fn chain_length_is_bounded() {
         let c = cfg(&[
@@ -719,5 +1305,137 @@ mod tests {
             .remove(0);
         assert_eq!(r.outcome.map(Outcome::as_str), Some("failed"), "{r:?}");
         assert!(inv.0.lock().unwrap().is_empty());
+    }
+
+    fn batch_results(a: Answer) -> Vec<(String, String, String)> {
+        let Answer::Batch(b) = a else {
+            panic!("not a Batch answer: {a:?}")
+        };
+        assert_eq!(b.treat_missing_keys_as.as_deref(), Some("PermanentFailure"));
+        b.results
+            .into_iter()
+            .map(|r| {
+                (
+                    r.task_id.unwrap(),
+                    r.result_code.unwrap(),
+                    r.result_string.unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batch_tasks_are_answered_one_by_one() {
+        let (h, source, _, inv) = handler(cfg(&[]), Writer::default());
+        let ev = serde_json::json!({
+            "invocationSchemaVersion": "2.0", "invocationId": "inv-1",
+            "job": {"id": "job-1", "userArguments": {"k": "v"}},
+            "tasks": [
+                {"taskId": "ok", "s3Bucket": "b", "s3Key": "k6-results/run+1.json.gz", "s3VersionId": null},
+                {"taskId": "flaky", "s3Bucket": "b", "s3Key": "k6-results/flaky.json"},
+                {"taskId": "gone", "s3Bucket": "b", "s3Key": "k6-results/gone.json"},
+                {"taskId": "notes", "s3Bucket": "b", "s3Key": "k6-results/notes.txt"},
+                {"taskId": "nobucket", "s3Key": "k6-results/x.json"}
+            ]
+        });
+        let a = h
+            .answer(ev, soon())
+            .await
+            .expect("a retryable task does not fail the invocation");
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            (&json["invocationSchemaVersion"], &json["invocationId"]),
+            (&serde_json::json!("2.0"), &serde_json::json!("inv-1"))
+        );
+        let results = batch_results(a);
+        let codes: Vec<(&str, &str)> = results
+            .iter()
+            .map(|(t, c, _)| (t.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("ok", "Succeeded"),
+                ("flaky", "TemporaryFailure"),
+                ("gone", "PermanentFailure"),
+                ("notes", "Succeeded"),
+                ("nobucket", "PermanentFailure"),
+            ]
+        );
+        let written = h.writer.records.lock().unwrap().len();
+        assert!(written > 0);
+        assert!(
+            results[0].2.starts_with("complete: ")
+                && results[0]
+                    .2
+                    .contains(" measures written, 0 records dead-lettered"),
+            "{}",
+            results[0].2
+        );
+        assert!(results[1].2.contains("SlowDown"), "{}", results[1].2);
+        assert!(results[2].2.starts_with("not_found: "), "{}", results[2].2);
+        assert!(results[3].2.starts_with("skipped: "), "{}", results[3].2);
+        // The key was decoded, no ETag was asked for (tasks carry none).
+        let opens = source.opens.lock().unwrap();
+        assert_eq!(opens[0].key, "k6-results/run 1.json.gz");
+        assert_eq!(opens[0].etag, None);
+        assert!(inv.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_task_handed_to_a_continuation_succeeds_and_says_so() {
+        let c = cfg(&[
+            ("K6TS_WORK_BUDGET_SECONDS", "0.05"),
+            ("K6TS_CONCURRENCY", "1"),
+        ]);
+        let (h, _, _, inv) = handler(
+            c,
+            Writer {
+                delay: Duration::from_millis(20),
+                ..Default::default()
+            },
+        );
+        let ev = serde_json::json!({
+            "invocationSchemaVersion": "1.0", "invocationId": "inv-2", "job": {"id": "j"},
+            "tasks": [{"taskId": "t", "s3BucketArn": "arn:aws:s3:::b", "s3Key": "k6-results/run+1.json.gz", "s3VersionId": null}]
+        });
+        let results = batch_results(h.answer(ev, soon()).await.unwrap());
+        assert_eq!(results[0].1, "Succeeded");
+        assert!(
+            results[0].2.starts_with("continued in a new invocation"),
+            "{}",
+            results[0].2
+        );
+        // The continuation is an ordinary one (answered with reports), and
+        // pins the object the task named.
+        let (_, payload) = inv.0.lock().unwrap().pop().expect("a continuation");
+        assert_eq!(payload["continuation"]["key"], "k6-results/run 1.json.gz");
+        assert_eq!(payload["continuation"]["etag"], "e1");
+        let Answer::Reports(r) = h.answer(payload, soon()).await.unwrap() else {
+            panic!("a continuation is answered with reports")
+        };
+        assert!(r.reports[0].outcome.is_some());
+    }
+
+    #[tokio::test]
+    async fn other_events_keep_the_reports_answer() {
+        let (h, ..) = handler(cfg(&[]), Writer::default());
+        let eb = serde_json::json!({
+            "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "k6-results/run 1.json.gz", "etag": "e1"}}
+        });
+        let a = h.answer(eb, soon()).await.unwrap();
+        let v = serde_json::to_value(&a).unwrap();
+        let r: Vec<RunReport> = serde_json::from_value(v["reports"].clone()).unwrap();
+        assert_eq!(r[0].outcome.map(Outcome::as_str), Some("complete"), "{r:?}");
+        assert_eq!(r[0].input, "s3://b/k6-results/run 1.json.gz");
+        let bad =
+            serde_json::to_value(h.answer(serde_json::json!([]), soon()).await.unwrap()).unwrap();
+        assert_eq!(bad["reports"][0]["outcome"], "failed");
+        // `handle` answers with reports only: a Batch job is refused there.
+        let batch =
+            serde_json::json!({"invocationSchemaVersion": "1.0", "invocationId": "i", "tasks": []});
+        let r = h.handle(batch, soon()).await.unwrap();
+        assert_eq!(r.reports[0].outcome.map(Outcome::as_str), Some("failed"));
     }
 }

@@ -108,12 +108,15 @@ impl WriteStats {
 }
 
 /// What the driver reports besides the counters.
-#[derive(Debug, Default)]
-pub struct DriveOutcome {
+#[derive(Debug)]
+pub struct DriveOutcome<R> {
     /// The seq after the last request taken from the channel (sent or
     /// skipped). Every request before it is finished: written or
     /// dead-lettered. A continuation starts here.
     pub next_seq: u64,
+    /// After a stop: the requests that were queued in the channel, in
+    /// order (built, never sent; the first has seq `next_seq`).
+    pub unsent: Vec<R>,
     /// Rejection reasons (digits folded to `N` so they aggregate).
     pub rejected_reasons: BTreeMap<String, u64>,
     /// Why the run was aborted (missing table, access denied, …).
@@ -122,6 +125,19 @@ pub struct DriveOutcome {
     pub stopped: bool,
     /// A dead letter could not be stored (then the report must say so).
     pub dead_letter_error: Option<String>,
+}
+
+impl<R> Default for DriveOutcome<R> {
+    fn default() -> Self {
+        DriveOutcome {
+            next_seq: 0,
+            unsent: Vec::new(),
+            rejected_reasons: BTreeMap::new(),
+            fatal: None,
+            stopped: false,
+            dead_letter_error: None,
+        }
+    }
 }
 
 struct Ctx<W, D> {
@@ -155,8 +171,10 @@ pub fn reason_key(reason: &str) -> String {
 
 /// Takes requests from `rx` until it closes, `stop()` returns true, or a
 /// fatal error; sends them with at most `cfg.concurrency` in flight; waits
-/// for all in-flight requests before returning. Dropping `rx` on return is
-/// what stops the converter early.
+/// for all in-flight requests before returning. On a stop the channel is
+/// closed (the converter's next send fails and hands its request back to
+/// it) and what is queued is returned unsent; on a fatal error `rx` is
+/// dropped. Either way the converter stops early.
 pub async fn drive<R, W, D>(
     mut rx: mpsc::Receiver<R>,
     writer: Arc<W>,
@@ -165,7 +183,7 @@ pub async fn drive<R, W, D>(
     stats: Arc<WriteStats>,
     input: String,
     stop: &(dyn Fn() -> bool + Send + Sync),
-) -> DriveOutcome
+) -> DriveOutcome<R>
 where
     R: Request,
     W: Service<R>,
@@ -191,9 +209,14 @@ where
             break;
         }
         if stop() {
-            // Stopped with work left? Requests still queued (or still to
-            // come) are not sent: the caller continues from `next_seq`.
-            out.stopped = !matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+            // No request is taken any more: the caller continues from
+            // `next_seq`, with the queued ones first (they are built, and a
+            // resumed converter does not build them again).
+            rx.close();
+            while let Some(req) = rx.recv().await {
+                out.unsent.push(req);
+            }
+            out.stopped = !out.unsent.is_empty();
             break;
         }
         tokio::select! {
@@ -336,7 +359,7 @@ async fn retry_or_give_up<R: Request, W, D: DeadLetterSink>(
     attempt: u32,
     rng: &mut fastrand::Rng,
 ) -> Next {
-    let wait = ctx.cfg.retry.backoff(attempt - 1, rng);
+    let wait = ctx.cfg.retry.wait(attempt - 1, rng, e.retry_after());
     let in_time = ctx
         .cfg
         .hard_deadline
@@ -474,6 +497,7 @@ mod tests {
             values: Values::Single("1".into()),
             time_ns: i as i64,
             lines: vec![i + 1],
+            metadata_mask: 0,
         }
     }
 
@@ -547,7 +571,12 @@ mod tests {
         mock: Mock,
         reqs: Vec<WriteRequest>,
         cfg: WriterConfig,
-    ) -> (Arc<Mock>, Arc<MemorySink>, Arc<WriteStats>, DriveOutcome) {
+    ) -> (
+        Arc<Mock>,
+        Arc<MemorySink>,
+        Arc<WriteStats>,
+        DriveOutcome<WriteRequest>,
+    ) {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             for r in reqs {
@@ -602,7 +631,7 @@ mod tests {
     #[tokio::test]
     async fn transient_errors_are_retried_and_counted() {
         for fail in [
-            WriteError::Throttled("t".into()),
+            WriteError::throttled("t"),
             WriteError::Server("s".into()),
             WriteError::Timeout,
             WriteError::Connection("reset".into()),
@@ -620,10 +649,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retries_wait_at_least_what_retry_after_says() {
+        let mock = Mock {
+            fail_first: 2,
+            fail: Some(WriteError::Throttled {
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_millis(150)),
+            }),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        // fast(): the jitter alone would wait at most 2 ms per retry.
+        let (_, sink, stats, _) = run(mock, vec![req(0, 10, &[])], fast()).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(get(&stats.retries), 2);
+        assert_eq!(get(&stats.written_records), 10);
+        assert!(sink.letters.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn exhausted_retries_dead_letter_everything() {
         let mock = Mock {
             fail_first: 100,
-            fail: Some(WriteError::Throttled("slow down".into())),
+            fail: Some(WriteError::throttled("slow down")),
             ..Default::default()
         };
         let (_, sink, stats, _) = run(mock, vec![req(0, 10, &[]), req(1, 5, &[])], fast()).await;

@@ -8,15 +8,44 @@
 //! - a [`Service`] that sends one request, mapping the sink's answers onto
 //!   [`WriteError`] so the retry decisions ([`retry`]) are sink-neutral.
 //!
-//! A second sink is one more folder beside [`timestream`].
+//! Two sinks: [`timestream`] (Amazon Timestream for LiveAnalytics) and
+//! [`influxdb`] (InfluxDB 1.x, 2.x and 3, as Amazon Timestream for
+//! InfluxDB runs them).
 
 pub mod dead_letter;
 pub mod driver;
+pub mod influxdb;
 pub mod retry;
 pub mod timestream;
 
 use crate::core::model::Record;
 use std::future::Future;
+use std::time::Duration;
+
+/// Which sink records go to (`--sink`, `K6TS_SINK`).
+// (Plain comments on the variants: doc comments would become clap's
+// per-value help and switch `--help` to its long layout.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SinkKind {
+    // Amazon Timestream for LiveAnalytics.
+    #[default]
+    Timestream,
+    // InfluxDB 1.x, 2.x or 3 (Amazon Timestream for InfluxDB).
+    Influxdb,
+}
+
+impl std::str::FromStr for SinkKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "timestream" => Ok(Self::Timestream),
+            "influxdb" => Ok(Self::Influxdb),
+            _ => Err(format!(
+                "unknown sink {s:?} (expected `timestream` or `influxdb`)"
+            )),
+        }
+    }
+}
 
 /// One request of a sink, as the driver handles it.
 pub trait Request: Sized + Send + Sync + 'static {
@@ -53,8 +82,12 @@ pub enum WriteError {
     Rejected(Vec<RejectedRecord>),
     /// `ValidationException`: the whole request was refused, nothing stored.
     Validation(String),
-    /// `ThrottlingException` (or HTTP 429).
-    Throttled(String),
+    /// `ThrottlingException`, HTTP 429 (or InfluxDB's 503). `retry_after`:
+    /// the server's `Retry-After`, the least wait before the next attempt.
+    Throttled {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// `InternalServerException` or any 5xx.
     Server(String),
     /// The per-request timeout elapsed.
@@ -74,13 +107,31 @@ impl std::fmt::Display for WriteError {
         match self {
             WriteError::Rejected(r) => write!(f, "{} records rejected", r.len()),
             WriteError::Validation(m) => write!(f, "validation error: {m}"),
-            WriteError::Throttled(m) => write!(f, "throttled: {m}"),
+            WriteError::Throttled { message, .. } => write!(f, "throttled: {message}"),
             WriteError::Server(m) => write!(f, "server error: {m}"),
             WriteError::Timeout => write!(f, "request timed out"),
             WriteError::Connection(m) => write!(f, "connection error: {m}"),
             WriteError::NotFound(m) => write!(f, "not found: {m}"),
             WriteError::AccessDenied(m) => write!(f, "access denied: {m}"),
             WriteError::Fatal(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl WriteError {
+    /// A throttling error without a `Retry-After`.
+    pub fn throttled(message: impl Into<String>) -> Self {
+        WriteError::Throttled {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            WriteError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

@@ -27,7 +27,7 @@ pub enum Action {
 
 pub fn classify(e: &WriteError) -> Action {
     match e {
-        WriteError::Throttled(_)
+        WriteError::Throttled { .. }
         | WriteError::Server(_)
         | WriteError::Timeout
         | WriteError::Connection(_) => Action::Retry,
@@ -72,6 +72,33 @@ impl RetryPolicy {
     }
 }
 
+/// The longest `Retry-After` honoured as asked. A longer one (or one far
+/// in the future as a date) is cut to this: 15 minutes is a whole Lambda
+/// invocation, and a too-early retry costs one more throttled answer with
+/// a fresh `Retry-After`, while an unbounded one could stall a run for as
+/// long as a server (or a proxy in front of it) says.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based): the full-jitter
+    /// [`Self::backoff`], but never shorter than the server's
+    /// `Retry-After` (capped at [`MAX_RETRY_AFTER`]). Jitter stays on top
+    /// of a short `Retry-After` so that clients told the same thing do not
+    /// all come back at once.
+    pub fn wait(
+        &self,
+        retry: u32,
+        rng: &mut fastrand::Rng,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let jittered = self.backoff(retry, rng);
+        match retry_after {
+            Some(after) => jittered.max(after.min(MAX_RETRY_AFTER)),
+            None => jittered,
+        }
+    }
+}
+
 /// A run-wide number of retries; shared by all in-flight requests.
 #[derive(Debug)]
 pub struct RetryBudget {
@@ -103,7 +130,7 @@ mod tests {
     fn classification() {
         use WriteError::*;
         for e in [
-            Throttled("x".into()),
+            WriteError::throttled("x"),
             Server("x".into()),
             Timeout,
             Connection("reset".into()),
@@ -142,6 +169,29 @@ mod tests {
             // Jitter spans the range: some draw lands in its top half.
             assert!(max > ceiling / 2, "retry {retry}: {max:?} vs {ceiling:?}");
         }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_under_the_jitter() {
+        let p = RetryPolicy::default();
+        let mut rng = fastrand::Rng::with_seed(3);
+        for retry in 0..12 {
+            let after = Duration::from_millis(700);
+            let w = p.wait(retry, &mut rng, Some(after));
+            assert!(w >= after, "{w:?}");
+            assert!(w <= after.max(p.cap), "{w:?}");
+            assert!(p.wait(retry, &mut rng, None) <= p.cap);
+        }
+        // Past the cap of the jitter the server's wait decides alone…
+        assert_eq!(
+            p.wait(0, &mut rng, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
+        // …up to the longest wait honoured.
+        assert_eq!(
+            p.wait(0, &mut rng, Some(Duration::from_secs(u64::MAX))),
+            MAX_RETRY_AFTER
+        );
     }
 
     #[test]

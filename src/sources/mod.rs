@@ -80,4 +80,13 @@ pub trait ObjectSource: Send + Sync + 'static {
         &self,
         obj: &ObjectRef,
     ) -> impl Future<Output = Result<OpenedObject, SourceError>> + Send;
+
+    /// The object from byte `offset` on (a ranged read, pinned to the same
+    /// version or ETag as [`Self::open`]); at or past the end: an empty
+    /// body. `size` is then what is left.
+    fn open_from(
+        &self,
+        obj: &ObjectRef,
+        offset: u64,
+    ) -> impl Future<Output = Result<OpenedObject, SourceError>> + Send;
 }

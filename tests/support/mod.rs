@@ -1,11 +1,86 @@
-//! Oracle code shared by `convert_fixtures.rs` and `properties.rs`.
+//! Code shared by the integration tests (each test file that says
+//! `mod support;` compiles all of it, hence the `dead_code` allowance).
 //!
-//! Nothing here calls `k6_timestream`: the RFC 3339 parser, the line
-//! classifier, the raw-number scanner and the Timestream limit checks are
-//! written from the documentation (k6's output format in
-//! `tests/fixtures/README.md`, the rules table of `src/convert.rs`, the AWS
-//! WriteRecords reference), so that they can disagree with the crate.
+//! * this file: fixture paths and gzip, then the oracle of
+//!   `convert_fixtures.rs` and `properties.rs`;
+//! * [`measures`]: `convert` output and stored records as comparable measures;
+//! * [`procs`]: child processes, ports, the fake AWS environment;
+//! * [`http`]: hyper servers and clients for the local endpoints;
+//! * [`moto`], [`strict`]: the local S3 and Timestream endpoints;
+//! * [`influxdb`]: a real InfluxDB 1.x and a checking v2/v3 endpoint;
+//! * [`s3_faults`]: a fault-injecting proxy in front of S3;
+//! * [`runtime_api`]: a minimal Lambda Runtime API;
+//! * [`resume`]: an input run as a chain of stopped and resumed runs;
+//! * [`lambda`]: the Lambda's world (endpoints, `cargo lambda watch`,
+//!   events, report checks).
+//!
+//! Nothing in the oracle calls `k6_timestream`: the RFC 3339 parser, the
+//! line classifier, the raw-number scanner and the Timestream limit checks
+//! are written from the documentation (k6's output format in
+//! `tests/fixtures/README.md`, the rules table of `src/core/convert/`, the
+//! AWS WriteRecords reference), so that they can disagree with the crate.
 #![allow(dead_code)]
+
+pub mod http;
+pub mod influxdb;
+pub mod lambda;
+pub mod measures;
+pub mod moto;
+pub mod procs;
+pub mod resume;
+pub mod runtime_api;
+pub mod s3_faults;
+pub mod strict;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+/// `tests/fixtures/NAME`, which must exist.
+pub fn fixture(name: &str) -> PathBuf {
+    let p = fixtures_dir().join(name);
+    assert!(p.is_file(), "fixture {name} is missing");
+    p
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Decompresses gzip (all members) or copies other bytes; on a read error
+/// returns what was decoded before it and the error.
+pub fn decompress(bytes: &[u8]) -> (Vec<u8>, Option<String>) {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return (bytes.to_vec(), None);
+    }
+    let mut d = flate2::read::MultiGzDecoder::new(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match d.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+}
+
+/// Whole gzip data (or other bytes), decompressed.
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    match decompress(bytes) {
+        (out, None) => out,
+        (_, Some(e)) => panic!("not valid gzip: {e}"),
+    }
+}
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -589,16 +664,14 @@ pub struct Expected {
 
 impl Expected {
     /// Timestream needs ≥ 1 dimension: with no testid and no extra
-    /// dimensions, a point without any non-empty tag or metadata entry is
+    /// dimensions, a point without any storable tag or metadata entry is
     /// dropped as `no_dimensions` (after the time and value rules).
     pub fn apply_dimension_rule(&mut self, testid: Option<&str>, extra: &[(String, String)]) {
-        if testid.is_some_and(|t| !t.is_empty())
-            || extra.iter().any(|(k, v)| !k.is_empty() && !v.is_empty())
-        {
+        if testid.is_some_and(storable) || extra.iter().any(|(k, v)| !k.is_empty() && storable(v)) {
             return;
         }
         let some =
-            |pairs: &[(String, String)]| pairs.iter().any(|(k, v)| !k.is_empty() && !v.is_empty());
+            |pairs: &[(String, String)]| pairs.iter().any(|(k, v)| !k.is_empty() && storable(v));
         for p in &mut self.points {
             if p.drop.is_none() && !some(&p.tags) && !some(&p.metadata) {
                 p.drop = Some("no_dimensions");
@@ -631,6 +704,42 @@ impl Expected {
             }
         }
         e
+    }
+
+    /// The tail rule of `pipeline::run` for an input cut off mid-write (in
+    /// MULTI): the group in progress, i.e. the last `n` writable points,
+    /// is withheld and dropped as `input_truncated_tail`. The oracle does
+    /// not model groups, so `n` comes from the run's report and is checked
+    /// for what a group can be: ≥ 1 when anything is writable, ≤ 256
+    /// points, one time.
+    pub fn withhold_tail(&mut self, n: u64) -> Result<(), String> {
+        let written: Vec<usize> = (0..self.points.len())
+            .filter(|&i| self.points[i].drop.is_none())
+            .collect();
+        let n = usize::try_from(n).map_err(|e| e.to_string())?;
+        if n > 256 || n > written.len() || (n == 0 && !written.is_empty()) {
+            return Err(format!(
+                "a withheld tail of {n} points ({} writable)",
+                written.len()
+            ));
+        }
+        let tail = &written[written.len() - n..];
+        if let Some(&first) = tail.first() {
+            let t = self.points[first].time_ns;
+            if tail.iter().any(|&i| self.points[i].time_ns != t) {
+                return Err(format!("the withheld {n} points are not of one time"));
+            }
+        }
+        for &i in tail {
+            self.points[i].drop = Some("input_truncated_tail");
+        }
+        if n > 0 {
+            *self
+                .dropped
+                .entry("input_truncated_tail".to_owned())
+                .or_default() += n as u64;
+        }
+        Ok(())
     }
 
     pub fn written_points(&self) -> impl Iterator<Item = &OraclePoint> {
@@ -737,6 +846,13 @@ pub fn allowed_dim_names(
 // Records and requests
 // ---------------------------------------------------------------------------
 
+/// A dimension value Timestream stores: not empty and not only whitespace
+/// (Unicode White_Space, what `str::trim` removes). The crate leaves other
+/// values out (rules table of `src/core/convert/`).
+pub fn storable(v: &str) -> bool {
+    !v.trim().is_empty()
+}
+
 /// One record after merging CommonAttributes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
@@ -770,7 +886,7 @@ pub fn check_record(r: &OutRecord, multi: bool, require_dims: bool) -> Result<()
         if timestream_reserved_column(n) {
             return err(format!("reserved dimension name {n:?}"));
         }
-        if v.is_empty() || v.chars().count() > 2048 {
+        if !storable(v) || v.chars().count() > 2048 {
             return err(format!(
                 "dimension {n:?} value has {} chars",
                 v.chars().count()
@@ -1064,7 +1180,7 @@ pub fn match_dims(
         let (on, ov) = &out[o];
         let d = &inputs[i];
         d.names.iter().any(|n| name_or_shortened(on, n, 60))
-            && (ov == &d.value || (value_cut && !ov.is_empty() && d.value.starts_with(ov.as_str())))
+            && (ov == &d.value || (value_cut && storable(ov) && d.value.starts_with(ov.as_str())))
     };
     // Augmenting paths from the `left` side; `edge(l, r)`.
     fn cover(left: &[usize], n_right: usize, edge: &dyn Fn(usize, usize) -> bool) -> Option<usize> {
@@ -1112,7 +1228,7 @@ pub fn match_dims(
     Ok(())
 }
 
-/// The input dimensions of a point: non-empty tags and metadata (metadata
+/// The input dimensions of a point: storable tags and metadata (metadata
 /// whose key is also a tag key becomes `meta_<key>`), then `testid` unless
 /// the point has a `testid` tag, then each `--dimension` unless the point
 /// has a tag of that name ("a point's own tag of the same name wins"). When
@@ -1124,11 +1240,10 @@ pub fn input_dims(
     metric_names: &std::collections::BTreeSet<String>,
 ) -> Vec<InDim> {
     let mut v = Vec::new();
-    let nonempty = |pairs: &[(String, String)], k: &str| {
-        pairs.iter().any(|(n, val)| n == k && !val.is_empty())
-    };
+    let nonempty =
+        |pairs: &[(String, String)], k: &str| pairs.iter().any(|(n, val)| n == k && storable(val));
     for (k, val) in &p.tags {
-        if k.is_empty() || val.is_empty() {
+        if k.is_empty() || !storable(val) {
             continue;
         }
         v.push(InDim {
@@ -1146,7 +1261,7 @@ pub fn input_dims(
         } else {
             k.clone()
         };
-        if key.is_empty() || val.is_empty() {
+        if key.is_empty() || !storable(val) {
             continue;
         }
         v.push(InDim {
@@ -1157,7 +1272,7 @@ pub fn input_dims(
         });
     }
     let mut add = |what: String, k: &str, names: Vec<String>, val: &str| {
-        if val.is_empty() || nonempty(&p.tags, k) {
+        if !storable(val) || nonempty(&p.tags, k) {
             return;
         }
         v.push(InDim {

@@ -7,6 +7,7 @@
 //! | situation | rule | report key |
 //! |---|---|---|
 //! | tag/metadata value empty | dimension left out (Timestream needs non-empty values) | `adjusted.dimension_empty_value_omitted` |
+//! | tag/metadata value blank (every char `char::is_whitespace`: `" "`, `"\t"`, U+00A0, U+3000, …), also when a cut below leaves only whitespace | dimension left out, like an empty one (a blank dimension value is refused too) | `adjusted.dimension_blank_value_omitted` |
 //! | dimension name reserved (`time`, `measure_value`, `measure_name*`, `ts_*`) | renamed `tag_<name>` | `adjusted.dimension_renamed_reserved` |
 //! | dimension name equals a k6 metric (= measure) name | renamed `tag_<name>` | `adjusted.dimension_renamed_metric_clash` |
 //! | metadata key equals a tag key | metadata renamed `meta_<name>` | `adjusted.metadata_renamed_tag_clash` |
@@ -32,6 +33,7 @@ use crate::core::k6::{MetricKind, Point};
 use crate::core::model::{limits, DataModel, Dimension, Record, Values};
 use crate::core::report::RunReport;
 use crate::core::value::measure_text;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -82,7 +84,7 @@ pub fn derive_testid(name: &str) -> String {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvertOptions {
     pub model: DataModel,
     /// Resolved testid value (added when a point has no `testid` tag).
@@ -91,6 +93,13 @@ pub struct ConvertOptions {
     /// same name wins.
     pub extra_dimensions: Vec<(String, String)>,
     pub multi_measure_name: String,
+    /// Consecutive points form one MULTI group only if each of their
+    /// dimensions also comes from the same place (a tag or metadata), as
+    /// well as having the same name and value. For sinks that store
+    /// metadata apart from tags (InfluxDB: fields, not tags); Timestream
+    /// stores both as dimensions and leaves this off, so its records do not
+    /// depend on it.
+    pub keep_metadata_apart: bool,
 }
 
 impl Default for ConvertOptions {
@@ -100,6 +109,7 @@ impl Default for ConvertOptions {
             testid: None,
             extra_dimensions: Vec::new(),
             multi_measure_name: DEFAULT_MULTI_MEASURE_NAME.to_owned(),
+            keep_metadata_apart: false,
         }
     }
 }
@@ -150,6 +160,28 @@ pub fn check_measure_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Only whitespace (`char::is_whitespace`, Unicode White_Space), and not
+/// empty: Timestream refuses such a dimension value like an empty one.
+pub fn is_blank(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(char::is_whitespace)
+}
+
+/// Is `v` usable as a dimension value (non-empty, not blank)?
+fn has_content(v: &str) -> bool {
+    !v.is_empty() && !is_blank(v)
+}
+
+/// The report key of a tag/metadata value that must be left out, if any.
+fn omitted_value(v: &str) -> Option<&'static str> {
+    if v.is_empty() {
+        Some("dimension_empty_value_omitted")
+    } else if is_blank(v) {
+        Some("dimension_blank_value_omitted")
+    } else {
+        None
+    }
+}
+
 /// Cuts `v` to at most `max_chars` characters.
 fn truncate_chars(v: &mut String, max_chars: usize) -> bool {
     if v.len() <= max_chars {
@@ -163,19 +195,32 @@ fn truncate_chars(v: &mut String, max_chars: usize) -> bool {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct Group {
     time_ns: i64,
     /// The dimensions before the record-size rule, when it changed them
     /// (what later points of the group are compared with).
     raw_dims: Option<Vec<Dimension>>,
+    /// [`Record::metadata_mask`] of the dimensions before that rule.
+    raw_mask: u128,
     dims: Vec<Dimension>,
+    mask: u128,
     measures: Vec<(String, String)>,
     lines: Vec<u64>,
     /// Metered size so far.
     size: usize,
 }
 
+/// A dimension of a point being converted: name, value, and whether it
+/// came from the point's metadata.
+type PointDim<'p> = (Cow<'p, str>, Cow<'p, str>, bool);
+
 /// Stateful converter: feed it points in input order.
+///
+/// Serialisable (checkpoints of a stopped run): a converter restored from
+/// its serialised form converts the rest of the input exactly as the
+/// original would have.
+#[derive(Serialize, Deserialize)]
 pub struct Converter {
     opts: ConvertOptions,
     kinds: HashMap<String, MetricKind, FnvBuild>,
@@ -186,7 +231,9 @@ pub struct Converter {
     /// The naming outcome of the tag keys of the previous point, by
     /// position: consecutive k6 points almost always carry the same keys in
     /// the same order, so one string compare replaces the rule checks and
-    /// the hash lookup per tag.
+    /// the hash lookup per tag. A cache (every entry is recomputed when
+    /// missing), so not part of the serialised state.
+    #[serde(skip)]
     tag_memo: Vec<NameMemo>,
 }
 
@@ -331,41 +378,42 @@ impl Converter {
     /// Builds the sorted, rule-abiding dimensions of a point, borrowing
     /// from the line where no rule changes them (the common case: most
     /// points of a MULTI group then cost no dimension allocation at all).
-    fn dimensions<'p>(
-        &mut self,
-        p: &'p Point<'_>,
-        report: &mut RunReport,
-    ) -> Vec<(Cow<'p, str>, Cow<'p, str>)> {
-        let mut dims: Vec<(Cow<'p, str>, Cow<'p, str>)> =
-            Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
-        let push = |dims: &mut Vec<(Cow<'p, str>, Cow<'p, str>)>,
+    fn dimensions<'p>(&mut self, p: &'p Point<'_>, report: &mut RunReport) -> Vec<PointDim<'p>> {
+        let mut dims: Vec<PointDim<'p>> = Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
+        let push = |dims: &mut Vec<PointDim<'p>>,
                     name: Cow<'p, str>,
                     value: &'p str,
+                    metadata: bool,
                     report: &mut RunReport| {
             let value = if value.len() > limits::MAX_VALUE_CHARS
                 && value.chars().count() > limits::MAX_VALUE_CHARS
             {
-                report.adjust("dimension_value_truncated");
                 let mut v = value.to_owned();
                 truncate_chars(&mut v, limits::MAX_VALUE_CHARS);
+                if is_blank(&v) {
+                    // Only whitespace within the first 2048 chars.
+                    report.adjust("dimension_blank_value_omitted");
+                    return;
+                }
+                report.adjust("dimension_value_truncated");
                 Cow::Owned(v)
             } else {
                 Cow::Borrowed(value)
             };
-            dims.push((name, value));
+            dims.push((name, value, metadata));
         };
         for (i, (k, v)) in p.tags.iter().enumerate() {
-            if v.is_empty() {
-                report.adjust("dimension_empty_value_omitted");
+            if let Some(why) = omitted_value(v) {
+                report.adjust(why);
                 continue;
             }
             if let Some(n) = self.tag_name(i, k, report) {
-                push(&mut dims, n, v, report);
+                push(&mut dims, n, v, false, report);
             }
         }
         for (k, v) in &p.metadata {
-            if v.is_empty() {
-                report.adjust("dimension_empty_value_omitted");
+            if let Some(why) = omitted_value(v) {
+                report.adjust(why);
                 continue;
             }
             let n = if p.tags.iter().any(|(t, _)| t == k) {
@@ -377,22 +425,23 @@ impl Converter {
                 self.dim_name(k, report)
             };
             if let Some(n) = n {
-                push(&mut dims, n, v, report);
+                push(&mut dims, n, v, true, report);
             }
         }
         // "Has a tag" is judged on the point's own keys, before renames.
-        let has = |n: &str| p.tags.iter().any(|(k, v)| k == n && !v.is_empty());
+        // A tag left out (empty or blank) does not count.
+        let has = |n: &str| p.tags.iter().any(|(k, v)| k == n && has_content(v));
         if let Some(t) = &self.opts.testid {
-            if !has("testid") && !t.is_empty() {
+            if !has("testid") && has_content(t) {
                 if let Some(n) = self.dim_name("testid", report) {
-                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone())));
+                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone()), false));
                 }
             }
         }
         for (k, v) in &self.opts.extra_dimensions {
-            if !has(k) && !v.is_empty() {
+            if !has(k) && has_content(v) {
                 if let Some(n) = self.dim_name(k, report) {
-                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone())));
+                    dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone()), false));
                 }
             }
         }
@@ -449,19 +498,25 @@ impl Converter {
             report.drop_point("no_dimensions", line);
             return;
         }
-        report.measures += 1;
         match self.opts.model {
             DataModel::Single => {
-                let mut dims = owned(borrowed);
+                let (mut dims, mut mask) = owned(borrowed);
                 let fixed =
                     limits::TIME_BYTES as usize + measure.len() + limits::DOUBLE_BYTES as usize;
-                fit_record(&mut dims, fixed, report);
+                fit_record(&mut dims, &mut mask, fixed, report);
+                if dims.is_empty() {
+                    // The size rule cut the only dimension down to blanks.
+                    report.drop_point("no_dimensions", line);
+                    return;
+                }
+                report.measures += 1;
                 emit(Record {
                     dimensions: dims,
                     measure_name: measure,
                     values: Values::Single(value),
                     time_ns,
                     lines: vec![line],
+                    metadata_mask: mask,
                 });
             }
             DataModel::Multi => {
@@ -473,7 +528,8 @@ impl Converter {
                         && raw
                             .iter()
                             .zip(&borrowed)
-                            .all(|(a, b)| a.name == b.0 && a.value == b.1);
+                            .all(|(a, b)| a.name == b.0 && a.value == b.1)
+                        && (!self.opts.keep_metadata_apart || g.raw_mask == mask_of(&borrowed));
                     if same
                         && g.size + add <= limits::MAX_RECORD_BYTES
                         && g.measures.len() < limits::MAX_MEASURES_PER_RECORD
@@ -482,25 +538,47 @@ impl Converter {
                         g.measures.push((measure, value));
                         g.lines.push(line);
                         g.size += add;
+                        report.measures += 1;
                         return;
                     }
                 }
-                self.flush(emit);
-                let mut dims = owned(borrowed);
+                let (mut dims, mut mask) = owned(borrowed);
+                let raw_mask = mask;
                 let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
                 // Keep the original only when the size rule changed it.
                 let raw_dims =
                     (fixed + dims_bytes(&dims) > limits::MAX_RECORD_BYTES).then(|| dims.clone());
-                fit_record(&mut dims, fixed, report);
+                fit_record(&mut dims, &mut mask, fixed, report);
+                if dims.is_empty() {
+                    report.drop_point("no_dimensions", line);
+                    return;
+                }
+                self.flush(emit);
+                report.measures += 1;
                 let size = fixed + dims_bytes(&dims);
                 self.group = Some(Group {
                     time_ns,
                     raw_dims,
+                    raw_mask,
                     dims,
+                    mask,
                     measures: vec![(measure, value)],
                     lines: vec![line],
                     size,
                 });
+            }
+        }
+    }
+
+    /// Leaves out the pending MULTI group, counting its points as dropped
+    /// for `reason` (they leave `measures`, so `points = measures + Σ
+    /// dropped` still holds). For an input that ends mid-write: the group
+    /// may continue in the complete file (see `pipeline::run`).
+    pub fn discard_group(&mut self, reason: &str, report: &mut RunReport) {
+        if let Some(g) = self.group.take() {
+            for l in g.lines {
+                report.measures -= 1;
+                report.drop_point(reason, l);
             }
         }
     }
@@ -514,18 +592,41 @@ impl Converter {
                 values: Values::Multi(g.measures),
                 time_ns: g.time_ns,
                 lines: g.lines,
+                metadata_mask: g.mask,
             });
         }
     }
 }
 
-fn owned(v: Vec<(Cow<'_, str>, Cow<'_, str>)>) -> Vec<Dimension> {
-    v.into_iter()
-        .map(|(n, v)| Dimension {
+/// The owned dimensions and their [`Record::metadata_mask`].
+fn owned(v: Vec<PointDim<'_>>) -> (Vec<Dimension>, u128) {
+    let mask = mask_of(&v);
+    let dims = v
+        .into_iter()
+        .map(|(n, v, _)| Dimension {
             name: n.into_owned(),
             value: v.into_owned(),
         })
-        .collect()
+        .collect();
+    (dims, mask)
+}
+
+/// Bit `i` set when `dims[i]` came from metadata (at most
+/// [`limits::MAX_DIMENSIONS`] entries: the caller truncated them).
+fn mask_of(dims: &[PointDim<'_>]) -> u128 {
+    dims.iter()
+        .take(128)
+        .enumerate()
+        .filter(|(_, d)| d.2)
+        .fold(0, |m, (i, _)| m | 1u128 << i)
+}
+
+/// `mask` without bit `i`, the bits above it moved down one (the
+/// dimension at `i` was removed).
+fn remove_bit(mask: u128, i: usize) -> u128 {
+    let below = mask & ((1u128 << i) - 1);
+    let above = mask.checked_shr(i as u32 + 1).unwrap_or(0) << i;
+    below | above
 }
 
 pub fn dims_bytes(dims: &[Dimension]) -> usize {
@@ -534,7 +635,7 @@ pub fn dims_bytes(dims: &[Dimension]) -> usize {
 
 /// Shortens the longest dimension values until `fixed + dims` fits the
 /// record size limit (long URLs: k6 copies them into both `url` and `name`).
-fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
+fn fit_record(dims: &mut Vec<Dimension>, mask: &mut u128, fixed: usize, report: &mut RunReport) {
     let limit = limits::MAX_RECORD_BYTES;
     if fixed + dims_bytes(dims) <= limit {
         return;
@@ -556,7 +657,14 @@ fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
             let cut = floor_char_boundary(&dims[i].value, target)
                 .max(dims[i].value.chars().next().map_or(1, char::len_utf8));
             if cut < longest {
-                dims[i].value.truncate(cut);
+                if is_blank(&dims[i].value[..cut]) {
+                    // What would be left is only whitespace: no value.
+                    dims.remove(i);
+                    *mask = remove_bit(*mask, i);
+                    report.adjust("dimension_blank_value_omitted");
+                } else {
+                    dims[i].value.truncate(cut);
+                }
                 continue;
             }
         }
@@ -567,6 +675,7 @@ fn fit_record(dims: &mut Vec<Dimension>, fixed: usize, report: &mut RunReport) {
             .max_by_key(|(_, d)| d.name.len() + d.value.len())
             .unwrap();
         dims.remove(j);
+        *mask = remove_bit(*mask, j);
         report.adjust("dimension_limit_exceeded");
     }
 }
@@ -717,11 +826,176 @@ mod tests {
     }
 
     #[test]
+    fn metadata_dimensions_are_marked() {
+        let l = r#"{"type":"Point","metric":"m","data":{"time":"2024-03-01T11:34:05Z","value":1,"tags":{"name":"a","status":"200"},"metadata":{"vu":"1","iter":"3","name":"n"}}}"#;
+        for model in [DataModel::Single, DataModel::Multi] {
+            let (recs, _) = run(model, &[l]);
+            let r = &recs[0];
+            let marked: Vec<(&str, bool)> = r
+                .dimensions
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.name.as_str(), r.is_metadata(i)))
+                .collect();
+            assert_eq!(
+                marked,
+                [
+                    ("iter", true),
+                    ("meta_name", true),
+                    ("name", false),
+                    ("status", false),
+                    ("testid", false),
+                    ("vu", true)
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn keeping_metadata_apart_splits_groups_only_when_asked() {
+        let t = r#""time":"2024-03-01T11:34:05Z","value":1"#;
+        let a = format!(r#"{{"type":"Point","metric":"a","data":{{{t},"tags":{{"x":"1"}}}}}}"#);
+        let b = format!(r#"{{"type":"Point","metric":"b","data":{{{t},"metadata":{{"x":"1"}}}}}}"#);
+        for (apart, records) in [(false, 1), (true, 2)] {
+            let mut c = Converter::new(ConvertOptions {
+                keep_metadata_apart: apart,
+                ..Default::default()
+            });
+            let mut rep = RunReport::default();
+            let mut out = Vec::new();
+            for (i, l) in [&a, &b].into_iter().enumerate() {
+                let p = point(l);
+                let time = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+                c.push_point(&p, time, i as u64 + 1, &mut rep, &mut |r| out.push(r));
+            }
+            c.flush(&mut |r| out.push(r));
+            assert_eq!(out.len(), records, "keep_metadata_apart = {apart}");
+            assert_eq!(out[0].metadata_mask, 0);
+            assert_eq!(out.last().unwrap().metadata_mask, u128::from(apart));
+        }
+    }
+
+    #[test]
+    fn removing_a_dimension_moves_the_mask_bits_above_it() {
+        assert_eq!(remove_bit(0b1011, 1), 0b101);
+        assert_eq!(remove_bit(0b1011, 0), 0b101);
+        assert_eq!(remove_bit(0b1011, 2), 0b111);
+        assert_eq!(remove_bit(u128::MAX, 127), u128::MAX >> 1);
+        assert_eq!(remove_bit(1 << 127, 0), 1 << 126);
+    }
+
+    #[test]
     fn drops_are_counted() {
         let l = r#"{"type":"Point","metric":"m","data":{"time":"1969-03-01T11:34:05Z","value":1}}"#;
         let (recs, rep) = run(DataModel::Single, &[l]);
         assert!(recs.is_empty());
         assert_eq!(rep.dropped["time_out_of_range"], 1);
+        assert!(rep.conversion_balanced());
+    }
+
+    fn dims_of(r: &Record) -> Vec<(&str, &str)> {
+        r.dimensions
+            .iter()
+            .map(|d| (d.name.as_str(), d.value.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn blank_values_are_left_out_like_empty_ones() {
+        // The fuzzer's reproducer, and the other blanks it found.
+        for blank in [
+            r#"" ""#,
+            r#""\t""#,
+            r#""\n""#,
+            "\"\u{a0}\"",
+            "\"\u{3000}\"",
+            r#"" \r\n\t""#,
+        ] {
+            let l = format!(
+                r#"{{"metric":"http_reqs","type":"Point","data":{{"time":"2026-11-25T10:00:00Z","value":1,"tags":{{"k":{blank},"time":{blank},"ok":"v"}},"metadata":{{"m":{blank}}}}}}}"#
+            );
+            for model in [DataModel::Single, DataModel::Multi] {
+                let (recs, rep) = run(model, &[&l]);
+                assert_eq!(recs.len(), 1, "{blank}");
+                assert_eq!(
+                    dims_of(&recs[0]),
+                    [("ok", "v"), ("testid", "t1")],
+                    "{blank}"
+                );
+                assert_eq!(rep.adjusted["dimension_blank_value_omitted"], 3, "{blank}");
+                // `time` would have been renamed had it been kept.
+                assert!(!rep.adjusted.contains_key("dimension_renamed_reserved"));
+                assert!(rep.conversion_balanced());
+            }
+        }
+        // Not blank: a zero-width no-break space is not White_Space.
+        assert!(!is_blank("\u{feff}") && !is_blank("") && is_blank("\u{2003}\u{85}"));
+    }
+
+    #[test]
+    fn a_blank_tag_does_not_win_over_the_default_testid() {
+        let l = r#"{"metric":"m","type":"Point","data":{"time":"2026-11-25T10:00:00Z","value":1,"tags":{"testid":" "}}}"#;
+        let (recs, rep) = run(DataModel::Single, &[l]);
+        assert_eq!(dims_of(&recs[0]), [("testid", "t1")]);
+        assert_eq!(rep.adjusted["dimension_blank_value_omitted"], 1);
+        // A blank testid option adds nothing: the point has no dimension.
+        let mut c = Converter::new(ConvertOptions {
+            model: DataModel::Single,
+            testid: Some("\u{3000}".into()),
+            extra_dimensions: vec![("env".into(), " ".into())],
+            ..Default::default()
+        });
+        let (mut rep, mut out) = (RunReport::default(), Vec::new());
+        let p = point(l);
+        let t = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+        c.push_point(&p, t, 1, &mut rep, &mut |r| out.push(r));
+        assert!(out.is_empty());
+        assert_eq!(rep.dropped["no_dimensions"], 1);
+        assert!(rep.conversion_balanced());
+    }
+
+    #[test]
+    fn cuts_never_leave_a_blank_value() {
+        // Over 2048 chars, only whitespace within the first 2048.
+        let ws = format!("{}x", " ".repeat(3000));
+        // Over the record size limit: the size rule would cut `a` to
+        // whitespace (its first ~1.9 KB are blanks).
+        let a = format!("{}{}", "\u{3000}".repeat(650), "y".repeat(100));
+        let b = "z".repeat(1000);
+        let l = format!(
+            r#"{{"metric":"m","type":"Point","data":{{"time":"2026-11-25T10:00:00Z","value":1,"tags":{{"w":"{ws}","a":"{a}","b":"{b}"}}}}}}"#
+        );
+        for model in [DataModel::Single, DataModel::Multi] {
+            let (recs, rep) = run(model, &[&l]);
+            assert_eq!(recs.len(), 1);
+            for d in &recs[0].dimensions {
+                assert!(has_content(&d.value), "{:?}", d.name);
+            }
+            assert_eq!(dims_of(&recs[0]), [("b", b.as_str()), ("testid", "t1")]);
+            assert_eq!(rep.adjusted["dimension_blank_value_omitted"], 2);
+            assert_eq!(rep.adjusted["record_size_reduced"], 1);
+            assert!(rep.conversion_balanced());
+        }
+    }
+
+    #[test]
+    fn discarded_group_is_counted_as_dropped() {
+        let t = r#""time":"2024-03-01T11:34:05.5Z","tags":{"name":"a"}"#;
+        let l1 = format!(r#"{{"type":"Point","metric":"a","data":{{{t},"value":1}}}}"#);
+        let l2 = format!(r#"{{"type":"Point","metric":"b","data":{{{t},"value":2}}}}"#);
+        let mut c = Converter::new(ConvertOptions::default());
+        let (mut rep, mut out) = (RunReport::default(), Vec::new());
+        for (i, l) in [&l1, &l2].iter().enumerate() {
+            let p = point(l);
+            let tm = crate::core::k6::time::parse_rfc3339_ns(&p.time);
+            c.push_point(&p, tm, i as u64 + 1, &mut rep, &mut |r| out.push(r));
+        }
+        c.discard_group("input_truncated_tail", &mut rep);
+        c.flush(&mut |r| out.push(r));
+        assert!(out.is_empty());
+        assert_eq!(rep.measures, 0);
+        assert_eq!(rep.dropped["input_truncated_tail"], 2);
+        assert_eq!(rep.dropped_first_lines["input_truncated_tail"], [1, 2]);
         assert!(rep.conversion_balanced());
     }
 }

@@ -64,6 +64,7 @@ use crate::core::k6::json::Point;
 use crate::core::k6::time::{parse_rfc3339_ns, TimeError};
 
 use memchr::memchr;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
@@ -278,7 +279,7 @@ impl std::error::Error for RecordError {
 // ---------------------------------------------------------------------------
 
 /// k6's `K6_CSV_TIME_FORMAT` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TimeFormat {
     Unix,
     UnixMilli,
@@ -397,7 +398,7 @@ fn parse_int(b: &[u8]) -> Result<i64, bool> {
 // Layout (header)
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Role {
     Tag,
     ExtraTags,
@@ -410,7 +411,7 @@ enum Role {
 /// The format is kept in a [`Cell`] so that parsing takes `&self` and the
 /// points can borrow the column names (tag keys) while the next rows are
 /// parsed; a layout is therefore not `Sync` (one file is read by one thread).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CsvLayout {
     /// The cells after the first three, in order.
     columns: Vec<(String, Role)>,
@@ -1074,7 +1075,7 @@ fn count_cells(text: &str, quotes: bool) -> Result<usize, CsvError> {
 /// bound memory when a stray `"` opens a quote that never closes: the
 /// record is then abandoned with [`CsvError::RecordTooLong`] and reading goes
 /// on with the next line, so at most `max_lines` lines are lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordLimits {
     /// Bytes of the joined record (newlines included); also caps one line.
     pub max_bytes: usize,
@@ -1162,7 +1163,7 @@ fn scan(b: &[u8], mut st: Scan) -> Scan {
     st
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Pending {
     first_line: u64,
     lines: usize,
@@ -1176,7 +1177,7 @@ struct Pending {
 /// blank line inside a quoted cell is content. Blank lines between records
 /// are skipped and counted. Line numbers count from 1 at the first line
 /// pushed (or skipped).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CsvRecordReader {
     limits: RecordLimits,
     buf: Vec<u8>,
@@ -1351,7 +1352,7 @@ pub enum Row<'a> {
 }
 
 /// [`CsvRecordReader`] plus the current [`CsvLayout`]: lines in, points out.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CsvParser {
     records: CsvRecordReader,
     layout: Option<CsvLayout>,

@@ -14,7 +14,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// The four k6 metric kinds (`type` of a `Metric` line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
 pub enum MetricKind {
     Counter,
     Gauge,

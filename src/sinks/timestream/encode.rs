@@ -195,6 +195,7 @@ mod tests {
             values: Values::Multi(vec![("http_reqs".into(), "1".into())]),
             time_ns: t,
             lines: vec![1],
+            metadata_mask: 0,
         };
         let req = crate::sinks::timestream::request::build_request(
             0,
