@@ -329,6 +329,13 @@ impl crate::core::pipeline::Encoder for InfluxEncoder {
     fn finish(&mut self, report: &mut RunReport) -> Option<InfluxRequest> {
         (!self.records.is_empty()).then(|| self.take(report))
     }
+
+    /// Equal points are distinct samples (k6 CSV in whole seconds): nudged
+    /// apart, since InfluxDB keeps one point per series and time (the last
+    /// write's fields win).
+    fn coarse_times(&mut self) {
+        self.guard.distinct_samples();
+    }
 }
 
 #[cfg(test)]

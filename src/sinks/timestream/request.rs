@@ -108,8 +108,6 @@ pub struct Batcher {
     seq: u64,
     pending: Vec<Record>,
     guard: CollisionGuard,
-    /// [`crate::core::pipeline::Encoder::coarse_times`] was called.
-    coarse: bool,
 }
 
 impl Batcher {
@@ -119,7 +117,6 @@ impl Batcher {
             seq: 0,
             pending: Vec::with_capacity(limits::MAX_RECORDS_PER_REQUEST),
             guard: CollisionGuard::new(collision_window_secs),
-            coarse: false,
         }
     }
 }
@@ -129,15 +126,7 @@ impl crate::core::pipeline::Encoder for Batcher {
 
     /// Adds a record; returns a request when one is full.
     fn push(&mut self, mut r: Record, report: &mut RunReport) -> Option<WriteRequest> {
-        let (series, mut value) = record_hashes(&r);
-        if self.coarse {
-            // Equal records are distinct samples here (k6 CSV in whole
-            // seconds: every `http_reqs` 1 of one URL in one second). The
-            // input line makes their values differ for the guard, so they
-            // are nudged apart instead of being stored once by Timestream.
-            let line = r.lines.first().copied().unwrap_or(0);
-            value ^= line.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
+        let (series, value) = record_hashes(&r);
         self.guard.admit(&mut r, series, value, report);
         report.records += 1;
         self.pending.push(r);
@@ -153,8 +142,11 @@ impl crate::core::pipeline::Encoder for Batcher {
         (!self.pending.is_empty()).then(|| self.take(report))
     }
 
+    /// Equal records are distinct samples (k6 CSV in whole seconds: every
+    /// `http_reqs` 1 of one URL in one second): nudged apart instead of
+    /// being stored once by Timestream as duplicates.
     fn coarse_times(&mut self) {
-        self.coarse = true;
+        self.guard.distinct_samples();
     }
 }
 
