@@ -80,10 +80,17 @@ impl Run {
 
 /// `k6-timestream convert --model MODEL --summary-json … INPUT`.
 fn convert(input: &Path, model: &str) -> Run {
+    convert_with(input, &["--model", model])
+}
+
+/// `k6-timestream convert ARGS --summary-json … INPUT`.
+fn convert_with(input: &Path, args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("summary.json");
     let out = Command::new(BIN)
-        .args(["convert", "--model", model, "--summary-json"])
+        .arg("convert")
+        .args(args)
+        .arg("--summary-json")
         .arg(&summary)
         .arg(input)
         .output()
@@ -442,7 +449,10 @@ fn gzip_csv_and_file_names_do_not_matter() {
 /// every one is kept, 1 ns apart, and counted as nudged.
 #[test]
 fn one_series_in_one_second_keeps_every_point() {
-    const K: usize = 2000;
+    // 20,000: probing from the second's first nanosecond for every point
+    // (k²/2 probes) would take minutes here; the guard's next-free memo
+    // keeps it linear.
+    const K: usize = 20_000;
     let mut csv = String::from("metric_name,timestamp,metric_value,status,extra_tags,metadata\n");
     for i in 0..K {
         // Equal values too: distinct samples, not duplicates.
@@ -519,6 +529,7 @@ fn not_k6_output_is_one_clear_error() {
         assert_eq!(r.num("lines"), *lines, "{name}: read no further");
         assert!(r.counts("skipped").is_empty(), "{name}: {}", r.summary);
         assert_eq!(r.summary["complete"], false, "{name}");
+        assert_eq!(r.summary["failure_reason"], "not_k6", "{name}");
         assert_eq!(r.num("points"), 0, "{name}");
     }
 }
@@ -554,4 +565,137 @@ fn json_with_a_few_bad_lines_still_converts() {
         ])
     );
     assert_eq!(r.num("blank_lines"), 1);
+}
+
+/// RFC 4180 quoting as Go's csv writer produces it, and what a hand-made
+/// file may hold: commas, doubled quotes, newlines and CRLF inside quotes,
+/// a leading space, `\.`, unicode, empty quoted cells (absent tags), quoted
+/// header names, pairs whose values hold `=`, `&`-pieces without `=`.
+#[test]
+fn quoting_edge_cases() {
+    let csv = concat!(
+        "\"metric_name\",timestamp,metric_value,name,url,extra_tags,metadata\r\n",
+        "m,1709292845000000001,1.500000,\"a,b\",\"say \"\"hi\"\"\",k=v,\r\n",
+        "m,1709292845000000002,2.000000,\"two\nlines\",\" lead\",\"x=1&y=a=b\",\"trace=t,1\"\n",
+        "m,1709292845000000003,3.000000,\"\",\"\\.\",\"html=<b>&amp;</b>\",\n",
+        "m,1709292845000000004,4.000000,\"crlf\r\ninside\",✓ ünï,,vu=3\n",
+        "m,1709292845000000005,0.000001,,,,\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("quoting.csv");
+    std::fs::write(&p, csv).unwrap();
+    let r = convert(&p, "single");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.counts("skipped").is_empty(), "{}", r.summary);
+    assert_eq!(r.num("points"), 5);
+    let mut got: Vec<(i128, Vec<(String, String)>, String)> = r
+        .records("single")
+        .into_iter()
+        .map(|rec| {
+            let mut d: Vec<(String, String)> = rec
+                .dims
+                .iter()
+                .filter(|(k, _)| k != "testid")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            d.sort();
+            (
+                rec.time - 1_709_292_845 * NS_PER_SEC,
+                d,
+                rec.values[0].1.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    let d = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = v
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let want = vec![
+        (
+            1,
+            d(&[("name", "a,b"), ("url", "say \"hi\""), ("k", "v")]),
+            "1.5".to_owned(),
+        ),
+        (
+            2,
+            d(&[
+                ("name", "two\nlines"),
+                ("url", " lead"),
+                ("x", "1"),
+                ("y", "a=b"),
+                ("trace", "t,1"),
+            ]),
+            "2".to_owned(),
+        ),
+        (
+            3,
+            d(&[("url", "\\."), ("html", "<b>&amp;</b>")]),
+            "3".to_owned(),
+        ),
+        (
+            4,
+            d(&[("name", "crlf\ninside"), ("url", "✓ ünï"), ("vu", "3")]),
+            "4".to_owned(),
+        ),
+        (5, d(&[]), "0.000001".to_owned()),
+    ];
+    assert_eq!(got, want);
+}
+
+/// The InfluxDB sink takes CSV like JSON: the unix_nano CSV gives the same
+/// (measurement, time, value) points as its JSON twin, and the default
+/// whole-second CSV keeps every point, no two at one series and time
+/// (InfluxDB would let the later overwrite the earlier).
+#[test]
+fn influxdb_sink_takes_csv() {
+    use k6_timestream::sinks::influxdb::encode::{parse_lines, ParsedValue};
+    type Lp = (String, i64, String);
+    let lp = |path: &Path| -> (
+        Run,
+        Vec<k6_timestream::sinks::influxdb::encode::ParsedPoint>,
+    ) {
+        let r = convert_with(path, &["--sink", "influxdb"]);
+        assert_eq!(r.code, 0, "{}: {}", path.display(), r.stderr);
+        let points = parse_lines(std::str::from_utf8(&r.stdout).unwrap()).unwrap();
+        (r, points)
+    };
+    let key = |p: &k6_timestream::sinks::influxdb::encode::ParsedPoint| -> Lp {
+        let v = p
+            .fields
+            .iter()
+            .find(|(k, _)| k == "value")
+            .map(|(_, v)| match v {
+                ParsedValue::Float(f) => six_decimals(f.parse().unwrap()),
+                other => panic!("value field {other:?}"),
+            })
+            .unwrap();
+        (p.measurement.clone(), p.time_ns, v)
+    };
+    let (c, cp) = lp(&fixture("csv_unix_nano.csv.gz"));
+    let (j, jp) = lp(&fixture("csv_unix_nano.json.gz"));
+    assert_eq!(c.num("measures"), j.num("measures"));
+    assert_eq!(cp.len() as u64, c.num("measures"));
+    let mut ck: Vec<Lp> = cp.iter().map(key).collect();
+    let mut jk: Vec<Lp> = jp.iter().map(key).collect();
+    ck.sort();
+    jk.sort();
+    assert_eq!(ck, jk);
+
+    let (u, up) = lp(&fixture("csv_unix.csv"));
+    assert_eq!(up.len() as u64, u.num("measures"));
+    assert_eq!(u.num("measures"), j.num("measures"));
+    assert!(u.num("nudged") > 0);
+    let mut slots = HashSet::new();
+    for p in &up {
+        assert!(
+            slots.insert((p.measurement.clone(), p.tags.clone(), p.time_ns)),
+            "two points at one series and time: {p:?}"
+        );
+    }
+    assert!(u.warnings().iter().any(|w| w.contains("unix_nano")));
 }

@@ -853,6 +853,7 @@ mod tests {
             .reports
             .remove(0);
         assert_eq!(r.outcome.map(Outcome::as_str), Some("failed"), "{r:?}");
+        assert_eq!(r.failure_reason.as_deref(), Some("not_k6"));
         let e = r.error.as_deref().unwrap();
         assert!(
             e.starts_with("s3://b/k6-results/notes.json: not k6 output"),
