@@ -226,6 +226,109 @@ where
     }
 }
 
+/// One segment of a fanned-out input (see [`crate::core::segment`]):
+/// `source` yields the input from the segment's
+/// [`source_offset`](crate::core::segment::source_offset) on. Returns
+/// the segment's report (its own reading and writing) and the failure
+/// that ended it, if any. A segment is not resumable: a stop or failure
+/// means running it again, which writes the same records. `stop` is asked
+/// between requests, as by [`ingest`]; a stopped segment's report is not
+/// `complete` and comes without a failure.
+#[allow(clippy::too_many_arguments)]
+pub async fn ingest_segment<R, E, W, D>(
+    source: R,
+    name: String,
+    popts: PipelineOptions,
+    metrics: Arc<Vec<crate::core::segment::MetricSeen>>,
+    spec: crate::core::segment::SegmentSpec,
+    from: Option<crate::core::input::InputPosition>,
+    sink: Sink<E, W, D>,
+    live: Live,
+    stop: Arc<dyn Fn() -> bool + Send + Sync>,
+) -> (RunReport, Option<Failure>)
+where
+    R: Read + Send + 'static,
+    E: Encoder + Send + 'static,
+    E::Request: Request,
+    W: Service<E::Request>,
+    D: DeadLetterSink,
+{
+    let Sink {
+        mut encoder,
+        service,
+        dead_letters: dlq,
+        config: wcfg,
+    } = sink;
+    let (tx, rx) = mpsc::channel::<E::Request>(wcfg.concurrency.max(1));
+    let progress = live.progress.clone();
+    let n2 = name.clone();
+    let conv = tokio::task::spawn_blocking(move || {
+        crate::core::segment::run_segment(
+            source,
+            &n2,
+            &popts,
+            &metrics,
+            &spec,
+            from,
+            &mut encoder,
+            progress,
+            &mut |req, _| match tx.blocking_send(req) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(_) => std::ops::ControlFlow::Break(()),
+            },
+        )
+    });
+    let drive = driver::drive(
+        rx,
+        service,
+        dlq.clone(),
+        wcfg,
+        live.stats.clone(),
+        name,
+        &*stop,
+    )
+    .await;
+    let outcome = match conv.await {
+        Ok(o) => o,
+        Err(e) => {
+            let failure = Failure::Internal(format!("converter failed: {e}"));
+            let mut report = RunReport {
+                error: Some(failure.message().to_owned()),
+                segments: 1,
+                ..Default::default()
+            };
+            live.stats.merge_into(&mut report);
+            return (report, Some(failure));
+        }
+    };
+    let mut report = outcome.report;
+    live.stats.merge_into(&mut report);
+    for (k, v) in &drive.rejected_reasons {
+        *report.rejected_reasons.entry(k.clone()).or_default() += v;
+    }
+    let mut failure = outcome.error.as_ref().map(Failure::from_input);
+    match dlq.finish().await {
+        Ok(loc) => report.dead_letter_location = loc.or(report.dead_letter_location.take()),
+        Err(e) => {
+            failure.get_or_insert(Failure::DeadLetter(format!("dead-letter sink failed: {e}")));
+        }
+    }
+    if let Some(e) = &drive.dead_letter_error {
+        failure.get_or_insert(Failure::DeadLetter(format!("dead-letter sink failed: {e}")));
+    }
+    if let Some(f) = &drive.fatal {
+        failure = Some(Failure::Sink(f.clone()));
+    }
+    if let Some(f) = &failure {
+        report.error = Some(f.message().to_owned());
+        report.complete = false;
+    }
+    if outcome.stopped || drive.stopped {
+        report.complete = false;
+    }
+    (report, failure)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

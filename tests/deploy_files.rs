@@ -451,6 +451,8 @@ fn template_builds_and_configures_the_lambda_binary() {
         "K6TS_WORK_BUDGET_SECONDS",
         "K6TS_SAFETY_MARGIN_SECONDS",
         "K6TS_MAX_CONTINUATIONS",
+        "K6TS_SEGMENT_BYTES",
+        "K6TS_MAX_PARALLEL",
         "K6TS_MAX_LINE_BYTES",
         "K6TS_MAX_DECOMPRESSED_BYTES",
         "K6TS_METRICS_NAMESPACE",

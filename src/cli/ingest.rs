@@ -60,6 +60,10 @@ pub struct IngestCmd {
     /// Progress display: auto (bar on a terminal, periodic log lines otherwise), bar, log, none.
     #[arg(long, default_value = "auto", value_parser = ["auto", "bar", "log", "none"])]
     pub progress: String,
+    /// Split a local file into N segments written concurrently (the
+    /// records are those of a serial run); 1: serial.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
     /// k6 JSON output: a file, `-` for stdin, or s3://bucket/key.
     pub input: String,
 }
@@ -86,6 +90,12 @@ pub fn run(cmd: IngestCmd) -> i32 {
 }
 
 async fn run_async(cmd: IngestCmd) -> i32 {
+    if cmd.parallel > 1 && (cmd.input == "-" || parse_s3_url(&cmd.input).is_some()) {
+        // Segments read ranges of the file; stdin has none, and S3
+        // objects fan out in the Lambda.
+        eprintln!("error: --parallel needs a local file");
+        return exit::USAGE;
+    }
     let request_timeout = Duration::from_secs(cmd.request_timeout_secs.max(1));
     // The sink's settings are checked, and InfluxDB is probed, before any
     // work: a wrong URL, token or database is one clear error up front.
@@ -188,14 +198,16 @@ async fn run_async(cmd: IngestCmd) -> i32 {
                 cmd.database.clone().unwrap_or_default(),
                 cmd.table.clone().unwrap_or_default(),
             ));
-            let encoder = cmd.conv.timestream_encoder();
-            run.sink(encoder, writer, dlq, wcfg).await
+            run.sink(|| cmd.conv.timestream_encoder(), writer, dlq, wcfg)
+                .await
         }
         Some(writer) => {
-            let encoder = InfluxEncoder::new(
-                cmd.influx.encoding.encoder_options(),
-                cmd.conv.collision_window_secs,
-            );
+            let encoder = || {
+                InfluxEncoder::new(
+                    cmd.influx.encoding.encoder_options(),
+                    cmd.conv.collision_window_secs,
+                )
+            };
             run.sink(encoder, Arc::new(writer), dlq, wcfg).await
         }
     }
@@ -235,7 +247,7 @@ struct Run<'a> {
 impl Run<'_> {
     async fn sink<E, W>(
         self,
-        encoder: E,
+        encoder: impl Fn() -> E,
         writer: Arc<W>,
         dlq: Arc<FileSink>,
         wcfg: WriterConfig,
@@ -254,8 +266,29 @@ impl Run<'_> {
         let live = Live::default();
         let display = spawn_progress(&cmd.progress, live.clone(), size);
         let started = Instant::now();
+        if cmd.parallel > 1 {
+            let res = super::parallel::run(
+                &cmd.input,
+                usize::from(cmd.parallel),
+                popts,
+                encoder,
+                writer,
+                dlq,
+                wcfg,
+                live,
+            )
+            .await;
+            display.abort();
+            return match res {
+                Ok(r) => report(cmd, r, started),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::FATAL
+                }
+            };
+        }
         let sink = Sink {
-            encoder,
+            encoder: encoder(),
             service: writer,
             dead_letters: dlq,
             config: wcfg,

@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod ingest;
+pub mod parallel;
 
 use crate::core::collision::DEFAULT_COLLISION_WINDOW_SECS;
 use crate::core::convert::{ConvertOptions, TestId, DEFAULT_MULTI_MEASURE_NAME};

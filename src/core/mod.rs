@@ -13,4 +13,5 @@ pub mod model;
 pub mod pipeline;
 pub mod report;
 pub mod resume;
+pub mod segment;
 pub mod value;

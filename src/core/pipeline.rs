@@ -48,6 +48,12 @@ pub trait Encoder {
     fn push(&mut self, r: Record, report: &mut RunReport) -> Option<Self::Request>;
     /// The last, partial request.
     fn finish(&mut self, report: &mut RunReport) -> Option<Self::Request>;
+    /// Takes a record that precedes the part of the input being written
+    /// (a segment's look-back, see [`crate::core::segment`]): updates
+    /// whatever later records depend on (the collision guard) exactly as
+    /// [`push`](Self::push) would, and produces nothing. Deliberately no
+    /// default: an encoder with state must say what it keeps.
+    fn warm(&mut self, r: Record, report: &mut RunReport);
     /// Adapts the converter's options to the records this encoder takes
     /// (InfluxDB: groups whatever the model, metadata kept apart from
     /// tags). By default they are used as given.
@@ -599,6 +605,7 @@ mod tests {
         fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
             (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
         }
+        fn warm(&mut self, _: Record, _: &mut RunReport) {}
     }
 
     /// Hands out `cut` bytes, then fails like a dropped connection.

@@ -135,6 +135,10 @@ pub struct RunReport {
     /// the object's continuation chain so far.
     pub chain_bytes_read: u64,
     pub chain_bytes_decompressed: u64,
+    /// Fan-out: the segments whose reports were merged into this one (0:
+    /// the object was not split).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub segments: u64,
 
     /// Whether the input was read to its end.
     pub complete: bool,
@@ -297,4 +301,8 @@ fn bump(
             first.insert(reason.to_owned(), vec![line]);
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

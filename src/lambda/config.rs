@@ -56,6 +56,12 @@ pub struct LambdaConfig {
     /// Function to invoke for continuations (default: this function,
     /// `AWS_LAMBDA_FUNCTION_NAME`).
     pub self_function: Option<String>,
+    /// An object whose estimated uncompressed size exceeds this is written
+    /// as segments of about this size by parallel invocations
+    /// (`K6TS_SEGMENT_BYTES`).
+    pub segment_bytes: u64,
+    /// Segments of one object running at once (`K6TS_MAX_PARALLEL`).
+    pub max_parallel: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,6 +214,13 @@ impl LambdaConfig {
             metrics_namespace: get("K6TS_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "k6-timestream".to_owned()),
             self_function: get("K6TS_SELF_FUNCTION").or_else(|| get("AWS_LAMBDA_FUNCTION_NAME")),
+            segment_bytes: num(
+                g,
+                "K6TS_SEGMENT_BYTES",
+                crate::core::segment::DEFAULT_SEGMENT_BYTES,
+                1 << 20,
+            )?,
+            max_parallel: num(g, "K6TS_MAX_PARALLEL", 8, 1)?,
         })
     }
 
@@ -256,6 +269,10 @@ mod tests {
             (c.state_prefix.as_str(), c.state_bucket.as_deref()),
             (DEFAULT_STATE_PREFIX, None)
         );
+        assert_eq!(
+            (c.segment_bytes, c.max_parallel),
+            (crate::core::segment::DEFAULT_SEGMENT_BYTES, 8)
+        );
     }
 
     #[test]
@@ -269,6 +286,8 @@ mod tests {
             ("K6TS_DIMENSIONS", "a=1,b"),
             ("K6TS_WORK_BUDGET_SECONDS", "-1"),
             ("K6TS_MAX_CONTINUATIONS", "x"),
+            ("K6TS_SEGMENT_BYTES", "1000"),
+            ("K6TS_MAX_PARALLEL", "0"),
         ] {
             let mut p = base.to_vec();
             p.push((k, v));

@@ -86,6 +86,38 @@ pub struct ContinuationEvent {
     pub continuation: Continuation,
 }
 
+/// One segment of a fanned-out object (see [`super::fanout`]): the object
+/// pinned like a continuation's, the stored index and plan, and the
+/// segment's number. Sent by the function itself; a failed segment can be
+/// re-run alone by invoking the function with this event again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentTask {
+    pub bucket: String,
+    pub key: String,
+    #[serde(default)]
+    pub version_id: Option<String>,
+    /// ETag of the object the index was made of: every segment reads the
+    /// same bytes (If-Match), or stops with `replaced`.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// The stored index and plan.
+    pub index: StoredObject,
+    /// 0-based.
+    pub number: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEvent {
+    pub segment: SegmentTask,
+}
+
+/// What a segment job reads besides its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRef {
+    pub index: StoredObject,
+    pub number: u32,
+}
+
 /// One object to process, as the handler sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -95,6 +127,8 @@ pub struct Job {
     pub checkpoint: Option<StoredObject>,
     pub attempt: u32,
     pub carried: RunReport,
+    /// Set for a segment of a fanned-out object.
+    pub segment: Option<SegmentRef>,
 }
 
 impl Job {
@@ -105,7 +139,17 @@ impl Job {
             checkpoint: None,
             attempt: 0,
             carried: RunReport::default(),
+            segment: None,
         }
+    }
+
+    /// A job as S3 announces it (not a continuation, not a segment): the
+    /// only kind that may fan out.
+    pub fn is_original(&self) -> bool {
+        self.attempt == 0
+            && self.skip_batches == 0
+            && self.checkpoint.is_none()
+            && self.segment.is_none()
     }
 }
 
@@ -414,7 +458,24 @@ pub fn parse_event(v: Value) -> Result<Event, String> {
             checkpoint: c.checkpoint,
             attempt: c.attempt,
             carried: c.carried,
+            segment: None,
         }]));
+    }
+    if v.get("segment").is_some() {
+        let e: SegmentEvent =
+            serde_json::from_value(v).map_err(|e| format!("segment event: {e}"))?;
+        let t = e.segment;
+        let mut job = Job::new(ObjectRef {
+            bucket: t.bucket,
+            key: t.key,
+            version_id: non_empty(t.version_id),
+            etag: non_empty(t.etag),
+        });
+        job.segment = Some(SegmentRef {
+            index: t.index,
+            number: t.number,
+        });
+        return Ok(Event::Objects(vec![job]));
     }
     if v.get("bucket").is_some() {
         let d: Direct = serde_json::from_value(v).map_err(|e| format!("direct invocation: {e}"))?;
@@ -425,7 +486,7 @@ pub fn parse_event(v: Value) -> Result<Event, String> {
             etag: None,
         })]));
     }
-    Err("unrecognised event: expected an S3 notification (Records), an EventBridge S3 event (detail-type), an S3 Batch Operations job (invocationSchemaVersion), {\"bucket\",\"key\"} or {\"continuation\":…}".to_owned())
+    Err("unrecognised event: expected an S3 notification (Records), an EventBridge S3 event (detail-type), an S3 Batch Operations job (invocationSchemaVersion), {\"bucket\",\"key\"}, {\"continuation\":…} or {\"segment\":…}".to_owned())
 }
 
 #[cfg(test)]
@@ -775,6 +836,20 @@ mod tests {
         assert_eq!(b2.schema_version, "2.0");
         assert_eq!(by("continuation.json").jobs()[0].skip_batches, 123);
         assert!(by("continuation.json").jobs()[0].checkpoint.is_some());
+        let seg = by("segment.json").jobs()[0];
+        assert_eq!(seg.segment.as_ref().map(|s| s.number), Some(3));
+        assert!(seg
+            .segment
+            .as_ref()
+            .unwrap()
+            .index
+            .key
+            .ends_with("/fanout/index.json"));
+        assert_eq!(
+            seg.object.etag.as_deref(),
+            Some("9b2cf535f27731c974343645a3985328-40")
+        );
+        assert!(!seg.is_original() && by("s3-put-gzip.json").jobs()[0].is_original());
         assert_eq!(
             by("s3-put-versioned.json").jobs()[0]
                 .object

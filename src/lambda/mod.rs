@@ -5,7 +5,8 @@
 //! environment once at init, [`plan`] turns the deadline into stop times
 //! (pure), [`decide`] turns an ingest result into the object's outcome
 //! (pure), [`continuation`] and [`invoke`] hand unfinished work to a new
-//! invocation, [`metrics`] emits the EMF line, [`sink`] is what the
+//! invocation, [`fanout`] spreads a big object over parallel segment
+//! invocations (its decisions pure), [`metrics`] emits the EMF line, [`sink`] is what the
 //! handler needs of the sink chosen at init, and [`handler`] wires them.
 
 pub mod batch;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod continuation;
 pub mod decide;
 pub mod event;
+pub mod fanout;
 pub mod handler;
 pub mod invoke;
 pub mod metrics;

@@ -54,6 +54,16 @@ pub trait ObjectStore: Send + Sync + 'static {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores the object only if no object has the key (S3's conditional
+    /// write, `If-None-Match: *`): true when this call created it, false
+    /// when it existed. Of concurrent callers exactly one gets true, which
+    /// elects one invocation for work that must happen once.
+    fn put_object_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// An S3 client; path-style addressing when an endpoint override is set
@@ -239,6 +249,35 @@ impl ObjectStore for S3Put {
             .await
             .map(|_| ())
             .map_err(|e| store_error(format!("s3://{bucket}/{key}"), &e))
+    }
+
+    async fn put_object_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/octet-stream")
+            .body(body.into())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            // 412: the key exists. (409 ConditionalRequestConflict, a
+            // concurrent conditional write in flight, is a 4xx the caller
+            // must retry: mapped to Transient below.)
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(412) => Ok(false),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(409) => Err(
+                StoreError::Transient(format!("s3://{bucket}/{key}: {}", DisplayErrorChain(&e))),
+            ),
+            Err(e) => Err(store_error(format!("s3://{bucket}/{key}"), &e)),
+        }
     }
 }
 
@@ -494,6 +533,33 @@ mod tests {
         replay.fail("connection reset by peer");
         assert!(store
             .put_object("b", "k", Vec::new())
+            .await
+            .unwrap_err()
+            .retryable());
+        // Conditional puts: created, existing, raced.
+        replay.respond(200, &[], "");
+        assert_eq!(
+            store.put_object_if_absent("b", "k", b"1".to_vec()).await,
+            Ok(true)
+        );
+        assert_eq!(
+            replay.sent().pop().unwrap().header("if-none-match"),
+            Some("*")
+        );
+        replay.respond(412, &ct, &xml("PreconditionFailed"));
+        assert_eq!(
+            store.put_object_if_absent("b", "k", b"1".to_vec()).await,
+            Ok(false)
+        );
+        replay.respond(409, &ct, &xml("ConditionalRequestConflict"));
+        assert!(store
+            .put_object_if_absent("b", "k", b"1".to_vec())
+            .await
+            .unwrap_err()
+            .retryable());
+        replay.respond(403, &ct, &xml("AccessDenied"));
+        assert!(!store
+            .put_object_if_absent("b", "k", b"1".to_vec())
             .await
             .unwrap_err()
             .retryable());

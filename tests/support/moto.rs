@@ -82,4 +82,17 @@ impl Moto {
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
+
+    /// A Secrets Manager client with the fake credentials (moto serves
+    /// every service on one port).
+    pub fn secrets_client(&self) -> aws_sdk_secretsmanager::Client {
+        use aws_sdk_secretsmanager::config::{BehaviorVersion, Builder, Credentials, Region};
+        let conf = Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .endpoint_url(self.url())
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(conf)
+    }
 }

@@ -468,6 +468,8 @@ struct Shared<'a> {
     /// Set by the consumer when it stopped: finish the chunk in hand, send
     /// it and end (the consumer keeps it as read-ahead).
     stop: AtomicBool,
+    /// See [`for_each_line_bounded`].
+    soft_end: Option<u64>,
 }
 
 /// Opens the decoder for `begin` and tells the consumer whether the input
@@ -566,6 +568,10 @@ fn produce<R: Read>(
     let mut to_point: Option<u64> = None;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
+            if shared.soft_end.is_some() {
+                // A bounded reader is not resumed: nothing to read on to.
+                return;
+            }
             match to_point {
                 // Still discarding output handed over before: the consumer
                 // stopped in that text and needs none of this.
@@ -578,13 +584,20 @@ fn produce<R: Read>(
         // Chunks come back from the consumer: no fresh (page-faulting,
         // zeroed) allocation per 256 KiB.
         let mut buf = free.try_recv().unwrap_or_default();
-        buf.resize(CHUNK, 0);
+        // Up to a soft end whole chunks (ending at it); past it small
+        // steps, so a stop soon after leaves little inflated for nothing.
+        let size = match shared.soft_end {
+            Some(e) if total < e => usize::try_from(e - total).map_or(CHUNK, |l| l.min(CHUNK)),
+            Some(_) => TO_POINT_READ,
+            None => CHUNK,
+        };
+        buf.resize(size, 0);
         let mut filled = 0;
         // Fill whole chunks: fewer, larger messages.
         let res = loop {
             let want = if skip > 0 {
                 // Output handed over before: decoded again, discarded.
-                usize::try_from(skip).unwrap_or(usize::MAX).min(CHUNK)
+                usize::try_from(skip).unwrap_or(usize::MAX).min(buf.len())
             } else if to_point.is_some() {
                 (buf.len() - filled).min(TO_POINT_READ)
             } else {
@@ -729,6 +742,30 @@ pub fn for_each_line_from<R, F>(
     opts: &InputOptions,
     progress: Arc<Progress>,
     from: Option<InputPosition>,
+    on_line: F,
+) -> LinesOutcome
+where
+    R: Read + Send,
+    F: FnMut(u64, LineEvent<'_>) -> bool,
+{
+    for_each_line_bounded(source, name, opts, progress, from, None, on_line)
+}
+
+/// [`for_each_line_from`] for a reader that expects to stop soon after
+/// the decompressed offset `soft_end` (a segment of a fanned-out input):
+/// up to it the reader reads ahead as usual, past it in 16 KiB steps, and
+/// at a stop it ends at once instead of inflating on to the next access
+/// point. The trade-off: the position returned at a stop is not one a
+/// resumed run can start from without inflating again (a segment is not
+/// resumed), and past `soft_end` reading takes more, smaller messages
+/// (a few hundred lines on k6 output before the stop).
+pub fn for_each_line_bounded<R, F>(
+    source: R,
+    name: &str,
+    opts: &InputOptions,
+    progress: Arc<Progress>,
+    from: Option<InputPosition>,
+    soft_end: Option<u64>,
     mut on_line: F,
 ) -> LinesOutcome
 where
@@ -779,6 +816,7 @@ where
         opts,
         progress,
         stop: AtomicBool::new(false),
+        soft_end,
     };
     let decode_offset = start.decode_offset;
     std::thread::scope(|s| {

@@ -336,6 +336,17 @@ impl crate::core::pipeline::Encoder for InfluxEncoder {
     fn coarse_times(&mut self) {
         self.guard.distinct_samples();
     }
+
+    /// What `push` does up to the collision guard: a record it would
+    /// refuse whole never reaches the guard.
+    fn warm(&mut self, mut r: Record, report: &mut RunReport) {
+        let refused = self.encode(&r);
+        if !refused.is_empty() && !drop_refused(&mut r, &refused, report) {
+            return;
+        }
+        let (series, value) = record_hashes(&r, &self.opts.tags_as_fields);
+        self.guard.admit(&mut r, series, value, report);
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,12 @@ impl crate::core::pipeline::Encoder for Batcher {
     fn coarse_times(&mut self) {
         self.guard.distinct_samples();
     }
+
+    /// Only the collision guard depends on earlier records.
+    fn warm(&mut self, mut r: Record, report: &mut RunReport) {
+        let (series, value) = record_hashes(&r);
+        self.guard.admit(&mut r, series, value, report);
+    }
 }
 
 impl Batcher {
