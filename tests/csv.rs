@@ -588,7 +588,8 @@ fn quoting_edge_cases() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.counts("skipped").is_empty(), "{}", r.summary);
     assert_eq!(r.num("points"), 5);
-    let mut got: Vec<(i128, Vec<(String, String)>, String)> = r
+    type Point = (i128, Vec<(String, String)>, String);
+    let mut got: Vec<Point> = r
         .records("single")
         .into_iter()
         .map(|rec| {
