@@ -347,7 +347,13 @@ fn only_k6_json_fans_out() {
     ] {
         assert_eq!(indexed(&read(name), 4096).json, json, "{name}");
     }
-    assert!(indexed(b"\n\n{\"type\":\"Metric\",\"metric\":\"m\",\"data\":{\"type\":\"counter\"}}\n", 4096).json);
+    assert!(
+        indexed(
+            b"\n\n{\"type\":\"Metric\",\"metric\":\"m\",\"data\":{\"type\":\"counter\"}}\n",
+            4096
+        )
+        .json
+    );
     assert!(!indexed(b"hello\n", 4096).json);
     assert!(!indexed(b"", 4096).json);
 }

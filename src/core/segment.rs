@@ -439,8 +439,9 @@ impl Scan<'_> {
             }
             if !self.judged && !l.iter().all(u8::is_ascii_whitespace) {
                 self.judged = true;
-                self.idx.json = std::str::from_utf8(&l)
-                    .is_ok_and(|t| matches!(parse_line(t), Ok(Line::Metric { .. } | Line::Point(_))));
+                self.idx.json = std::str::from_utf8(&l).is_ok_and(|t| {
+                    matches!(parse_line(t), Ok(Line::Metric { .. } | Line::Point(_)))
+                });
             }
             self.names(&l);
             self.line = l;
