@@ -90,7 +90,15 @@ where
         return Ok(res.report);
     }
     let seg_bytes = index.bytes.div_ceil(parts.max(1) as u64).max(1);
-    let plan = segment::plan_index(&index, seg_bytes, segment::default_lookback(seg_bytes));
+    let mut plan = segment::plan_index(&index, seg_bytes, segment::default_lookback(seg_bytes));
+    if plan.len() > 1 && !segment::worth_fanning_out(&index, &plan) {
+        // A gzip stream without deflate block boundaries: every segment
+        // would inflate all that comes before it.
+        eprintln!(
+            "{path}: the gzip stream has too few deflate block boundaries to start segments near their lines (written as one block, e.g. by zlib-ng/zlib-rs level 1): written as one segment"
+        );
+        plan = segment::plan_index(&index, index.bytes.max(1), 0);
+    }
     let metrics = Arc::new(index.metrics.clone());
     let per = (wcfg.concurrency / plan.len().max(1)).max(1);
     let mut tasks = tokio::task::JoinSet::new();

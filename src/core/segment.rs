@@ -216,6 +216,41 @@ pub fn plan_index(index: &Index, segment_bytes: u64, lookback_bytes: u64) -> Vec
     plan(&c, index.bytes, segment_bytes, lookback_bytes)
 }
 
+/// Bytes the segments of `specs` inflate for nothing before the
+/// candidate they read from: from the access point of that candidate (or
+/// the stream's start when it has none) to the candidate itself.
+///
+/// Access points exist only at deflate block boundaries. Most gzip writers
+/// (k6's Go `compress/gzip`, GNU gzip, zlib levels 2–9) end a block every
+/// few hundred KiB of text, but a stream written as a single block has
+/// none: zlib-ng's and zlib-rs's level 1 ("quick" deflate) keeps one
+/// static block open for the whole stream. Every segment of such a stream
+/// would inflate everything before it, n²/2 segments' worth in total.
+pub fn wasted_inflation(index: &Index, specs: &[SegmentSpec]) -> u64 {
+    if !index.gzip {
+        return 0;
+    }
+    specs
+        .iter()
+        .skip(1)
+        .map(|s| {
+            let c = &index.candidates[s.read_from];
+            c.offset
+                - c.point
+                    .as_ref()
+                    .map_or(0, AccessPoint::out_offset)
+                    .min(c.offset)
+        })
+        .sum()
+}
+
+/// Whether fanning out pays: the segments together must not inflate more
+/// than the input once more for nothing (else the input is written
+/// serially, by one chain of continuations).
+pub fn worth_fanning_out(index: &Index, specs: &[SegmentSpec]) -> bool {
+    specs.len() >= 2 && wasted_inflation(index, specs) <= index.bytes
+}
+
 /// The look-back for segments of `segment_bytes`.
 pub fn default_lookback(segment_bytes: u64) -> u64 {
     segment_bytes / DEFAULT_LOOKBACK_FRACTION
@@ -860,6 +895,56 @@ fn min_time(a: Option<String>, b: Option<String>, earliest: bool) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream of many deflate blocks fans out; the same text written as
+    /// one static block (zlib-rs level 1) has no access points and does not.
+    #[test]
+    fn single_block_gzip_is_not_worth_fanning_out() {
+        use std::io::Write;
+        let mut text = Vec::new();
+        for i in 0..60_000u64 {
+            writeln!(
+                text,
+                r#"{{"metric":"m{}","type":"Point","data":{{"time":"2026-01-01T00:00:{:02}.{:09}Z","value":{},"tags":{{"n":"{}"}}}}}}"#,
+                i % 7,
+                (i / 1000) % 60,
+                i * 7919 % 1_000_000_000,
+                i * 31 % 977,
+                i % 13
+            )
+            .unwrap();
+        }
+        let gz = |level: u32| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            e.write_all(&text).unwrap();
+            e.finish().unwrap()
+        };
+        let opts = InputOptions::default();
+        let segment_bytes = text.len() as u64 / 6;
+        for (level, worth) in [(6, true), (1, false)] {
+            let idx = index(
+                &gz(level)[..],
+                segment_bytes / 32,
+                &opts,
+                &Progress::default(),
+            )
+            .unwrap();
+            let specs = plan_index(&idx, segment_bytes, default_lookback(segment_bytes));
+            assert!(specs.len() >= 4, "level {level}: {} segments", specs.len());
+            assert_eq!(
+                worth_fanning_out(&idx, &specs),
+                worth,
+                "level {level}: wasted {} of {}",
+                wasted_inflation(&idx, &specs),
+                idx.bytes
+            );
+        }
+        // Plain text never wastes anything.
+        let idx = index(&text[..], segment_bytes / 32, &opts, &Progress::default()).unwrap();
+        let specs = plan_index(&idx, segment_bytes, default_lookback(segment_bytes));
+        assert_eq!(wasted_inflation(&idx, &specs), 0);
+        assert!(worth_fanning_out(&idx, &specs));
+    }
 
     fn spec(number: u32, start_line: u64, end_line: Option<u64>, read_from: usize) -> SegmentSpec {
         // Candidates of the table below: line l starts at offset (l-1)×10.

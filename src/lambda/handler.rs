@@ -626,6 +626,14 @@ where
             );
             return Ok(FanOut::Serial(Box::new(report)));
         }
+        if !segment::worth_fanning_out(&index, &specs) {
+            tracing::warn!(
+                bytes = index.bytes,
+                wasted = segment::wasted_inflation(&index, &specs),
+                "the gzip stream has too few deflate block boundaries to start segments near their lines (written as one block, e.g. by zlib-ng/zlib-rs level 1): the object is written serially"
+            );
+            return Ok(FanOut::Serial(Box::new(report)));
+        }
         let mut stored = StoredPlan::new(obj.url(), &index, &specs, cfg.max_parallel);
         stored.index_bytes_read = read;
         stored.index_bytes_decompressed = inflated;
