@@ -6,6 +6,9 @@
 //! the same run repeated four times, each copy shifted in time by the
 //! run's duration, so it is a valid 4× longer k6 result).
 //!
+//! Also shown, not judged: the cost of k6 CSV's whole-second timestamps
+//! for the collision guard (see [`whole_second_csv`]).
+//!
 //! Run: `cargo bench --bench convert [-- FILE.json.gz]`
 
 mod support;
@@ -54,6 +57,7 @@ fn main() {
         ms(cq.cpu),
         cq.max_rss_kib
     );
+    whole_second_csv(bin, dir.path());
     println!(
         "convert/gzip wall ratio: {ratio:.2} (target ≤ 1.40); CPU ratio {:.2}",
         c.cpu.as_secs_f64() / g.cpu.as_secs_f64()
@@ -118,4 +122,59 @@ fn make_longer(input: &str, out: &std::path::Path, copies: i64) {
         }
     }
     w.finish().unwrap().flush().unwrap();
+}
+
+/// k points of one series within one second, as k6's default CSV
+/// (`K6_CSV_TIME_FORMAT=unix`) writes them, against the same points 1 µs
+/// apart (`unix_nano`). Every record of the second lands on one slot of the
+/// collision guard: the i-th is moved +1 ns at a time past the i taken
+/// slots before it, so a second of k points costs k(k-1)/2 guard lookups.
+fn whole_second_csv(bin: &str, dir: &std::path::Path) {
+    use std::io::Write;
+    println!(
+        "whole-second k6 CSV: k points of one series in one second (--model single, median of 3):"
+    );
+    for k in [5_000u64, 10_000, 20_000] {
+        let mut row = Vec::new();
+        for nano in [false, true] {
+            let path = dir.join(format!("one_second_{k}_{nano}.csv"));
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+            writeln!(
+                w,
+                "metric_name,timestamp,metric_value,status,extra_tags,metadata"
+            )
+            .unwrap();
+            for i in 0..k {
+                let t = if nano {
+                    format!("{}", 1_709_292_845_000_000_000u64 + i * 1000)
+                } else {
+                    "1709292845".to_owned()
+                };
+                let v = 1.0 + i as f64 / 1000.0;
+                writeln!(w, "http_req_duration,{t},{v:.6},200,testid=bench,").unwrap();
+            }
+            w.flush().unwrap();
+            drop(w);
+            let p = path.display();
+            let m = median(
+                (0..3)
+                    .map(|_| {
+                        measure(&format!(
+                            "exec '{bin}' convert --model single '{p}' 2>/dev/null"
+                        ))
+                    })
+                    .collect(),
+            );
+            row.push(m);
+        }
+        let lookups = k * (k - 1) / 2;
+        println!(
+            "  k={k:6}: unix wall {:8.1} ms cpu {:8.1} ms | unix_nano wall {:6.1} ms cpu {:6.1} ms | {lookups} guard lookups, {:.1} ns each",
+            ms(row[0].wall),
+            ms(row[0].cpu),
+            ms(row[1].wall),
+            ms(row[1].cpu),
+            (row[0].cpu.as_secs_f64() - row[1].cpu.as_secs_f64()) * 1e9 / lookups as f64
+        );
+    }
 }

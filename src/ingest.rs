@@ -22,6 +22,9 @@ pub enum Failure {
     /// The input itself is unusable (corrupt or truncated gzip, over the
     /// size cap): a retry reads the same bytes.
     InputInvalid(String),
+    /// The input is not k6 output at all (neither k6 JSON nor k6 CSV):
+    /// nothing was converted, and a retry cannot change that.
+    NotK6(String),
     /// The sink refused the run (missing table, access denied, …).
     Sink(String),
     /// Dead letters could not be stored: the report cannot account for
@@ -41,6 +44,7 @@ impl Failure {
         match self {
             Failure::InputRead(m)
             | Failure::InputInvalid(m)
+            | Failure::NotK6(m)
             | Failure::Sink(m)
             | Failure::DeadLetter(m)
             | Failure::Internal(m) => m,
@@ -48,10 +52,10 @@ impl Failure {
     }
 
     fn from_input(e: &InputError) -> Self {
-        if e.retryable() {
-            Failure::InputRead(e.to_string())
-        } else {
-            Failure::InputInvalid(e.to_string())
+        match e {
+            InputError::NotK6 { .. } => Failure::NotK6(e.to_string()),
+            e if e.retryable() => Failure::InputRead(e.to_string()),
+            e => Failure::InputInvalid(e.to_string()),
         }
     }
 }
@@ -323,4 +327,26 @@ where
         report.complete = false;
     }
     (report, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_errors_become_typed_failures() {
+        let not_k6 = InputError::NotK6 {
+            input: "s3://b/notes.json".into(),
+            lines: 5,
+        };
+        let f = Failure::from_input(&not_k6);
+        assert!(matches!(f, Failure::NotK6(_)) && !f.retryable());
+        assert!(f.message().starts_with("s3://b/notes.json: not k6 output"));
+        let io = InputError::Io {
+            input: "x".into(),
+            source: std::io::Error::other("reset"),
+            at: Default::default(),
+        };
+        assert!(Failure::from_input(&io).retryable());
+    }
 }

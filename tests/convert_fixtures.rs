@@ -18,7 +18,9 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_k6-timestream");
 const MAX_LINE_BYTES: usize = 1 << 20; // the CLI default
 
-/// Every fixture file (README.md, other `.md` files and hidden files skipped).
+/// Every JSON fixture file (README.md, other `.md` files and hidden files
+/// skipped; k6 CSV files are checked against their JSON twins by
+/// `tests/csv.rs`).
 fn fixtures() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .expect("tests/fixtures")
@@ -26,7 +28,11 @@ fn fixtures() -> Vec<PathBuf> {
         .filter(|p| p.is_file())
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy();
-            !n.starts_with('.') && !n.to_ascii_lowercase().ends_with(".md")
+            let n = n.to_ascii_lowercase();
+            !n.starts_with('.')
+                && !n.ends_with(".md")
+                && !n.ends_with(".csv")
+                && !n.ends_with(".csv.gz")
         })
         .collect();
     v.sort();

@@ -337,8 +337,8 @@ fn sample_keys_trigger_the_default_notification_and_suffixes_agree() {
     let suffixes = notification_suffixes(&template);
     assert_eq!(
         suffixes.len(),
-        3,
-        "three notifications (.json, .ndjson, .gz): {suffixes:?}"
+        4,
+        "four notifications (.json, .ndjson, .csv, .gz): {suffixes:?}"
     );
     // S3 rejects overlapping suffixes for the same prefix and event type.
     for a in &suffixes {

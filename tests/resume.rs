@@ -439,6 +439,75 @@ fn sparse_blocks_resume_exactly() {
     eprintln!("sparse blocks: read from {:?}", c.offsets);
 }
 
+/// k6 CSV: the header's layout and the timestamp format its first row
+/// fixed are part of the checkpoint, so every link after the first (which
+/// reads on past the header) converts its rows as one run would, and the
+/// whole-second nudges (the collision guard's next-free memo) go on as in
+/// one run: byte-identical requests.
+#[test]
+fn csv_resumes_exactly() {
+    for name in [
+        "csv_unix.csv",
+        "csv_unix_nano.csv.gz",
+        "csv_rfc3339_nano.csv.gz",
+    ] {
+        let input = std::fs::read(fixture(name)).unwrap();
+        for model in [DataModel::Multi, DataModel::Single] {
+            for (plan_name, plan) in plans() {
+                let what = format!("{name}, {model:?}, {plan_name}");
+                let c = assert_same(&input, &options(model), &plan, &what);
+                assert!(c.reports.len() > 1, "{what}: stopped");
+                assert_eq!(c.reports.last().unwrap().format, "csv", "{what}");
+            }
+        }
+    }
+    // Many points of one series per second (whole seconds: long nudge
+    // chains across cuts), quoted cells with commas, quotes and newlines,
+    // blank lines between records, plain and gzip.
+    let mut csv =
+        String::from("metric_name,timestamp,metric_value,name,status,url,extra_tags,metadata\n");
+    for i in 0..6000u32 {
+        let url = [
+            "\"https://x/a,b\"",
+            "\"https://x/\"\"q\"\"\"",
+            "\"https://x/multi\nline\"",
+        ][i as usize % 3];
+        csv += &format!(
+            "http_reqs,{},1.000000,n,200,{url},scenario=s&group=::g,vu={}\n",
+            1_709_292_845 + i / 1000,
+            i % 7
+        );
+        if i % 500 == 0 {
+            csv += "\n";
+        }
+    }
+    for (what, input) in [
+        ("plain", csv.clone().into_bytes()),
+        ("gzip", gzip6(csv.as_bytes())),
+    ] {
+        for model in [DataModel::Multi, DataModel::Single] {
+            let what = format!("generated CSV, {what}, {model:?}");
+            let plan = vec![Link { send: 3, queue: 1 }; 200];
+            let c = assert_same(&input, &options(model), &plan, &what);
+            let last = c.reports.last().unwrap();
+            assert!(c.reports.len() > 10, "{what}: {} links", c.reports.len());
+            assert_eq!(last.points, 6000, "{what}");
+            assert!(last.skipped.is_empty(), "{what}: {:?}", last.skipped);
+            assert_eq!(last.identical_duplicates, 0, "{what}");
+            assert!(last.nudged > 0, "{what}");
+            assert_eq!(
+                last.warnings
+                    .iter()
+                    .filter(|w| w.contains("unix_nano"))
+                    .count(),
+                1,
+                "{what}: {:?}",
+                last.warnings
+            );
+        }
+    }
+}
+
 use proptest::prelude::*;
 
 /// Points from tiny pools of series, times, metrics and values: most

@@ -325,3 +325,35 @@ fn segments_read_only_their_range_and_look_back() {
     assert_eq!(plan.len(), 4);
     assert!(inflated <= bound, "{inflated} > {bound}");
 }
+
+/// Only k6 JSON is cut into segments: the index says whether the first
+/// non-blank line is a k6 JSON line, and k6 CSV (its header first) or
+/// other text is left to one serial run.
+#[test]
+fn only_k6_json_fans_out() {
+    let read = |name: &str| {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    };
+    for (name, json) in [
+        ("plain.json", true),
+        ("mixed.json.gz", true),
+        ("csv_unix.csv", false),
+        ("csv_unix_nano.csv.gz", false),
+    ] {
+        assert_eq!(indexed(&read(name), 4096).json, json, "{name}");
+    }
+    assert!(
+        indexed(
+            b"\n\n{\"type\":\"Metric\",\"metric\":\"m\",\"data\":{\"type\":\"counter\"}}\n",
+            4096
+        )
+        .json
+    );
+    assert!(!indexed(b"hello\n", 4096).json);
+    assert!(!indexed(b"", 4096).json);
+}

@@ -68,6 +68,27 @@ where
             path: path.to_owned(),
             source,
         })?;
+    if !index.json {
+        // k6 CSV (or input that may not be k6 output at all): one serial
+        // run, which reads the header and tells the format (its byte
+        // counters include the index pass).
+        let sink = Sink {
+            encoder: encoder(),
+            service,
+            dead_letters,
+            config: wcfg,
+        };
+        let res = crate::ingest::ingest(
+            std::io::BufReader::new(open(path)?),
+            path.to_owned(),
+            popts,
+            sink,
+            live,
+            Arc::new(|| false),
+        )
+        .await;
+        return Ok(res.report);
+    }
     let seg_bytes = index.bytes.div_ceil(parts.max(1) as u64).max(1);
     let mut plan = segment::plan_index(&index, seg_bytes, segment::default_lookback(seg_bytes));
     if plan.len() > 1 && !segment::worth_fanning_out(&index, &plan) {

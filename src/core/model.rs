@@ -103,6 +103,8 @@ pub mod limits {
     pub const MAX_RECORDS_PER_REQUEST: usize = 100;
     pub const MAX_DIMENSION_NAME_BYTES: usize = 60;
     pub const MAX_VALUE_CHARS: usize = 2048;
+    /// A MeasureValue's length limit (a DOUBLE's text).
+    pub const MAX_MEASURE_VALUE_CHARS: usize = 2048;
     pub const MAX_MEASURE_NAME_BYTES: usize = 256;
     pub const MAX_DIMENSIONS: usize = 128;
     pub const MAX_MEASURES_PER_RECORD: usize = 256;

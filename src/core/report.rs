@@ -52,6 +52,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     pub model: String,
+    /// The k6 output format found in the input, `json` or `csv` (told by
+    /// its first lines, never by its name); empty when none was found.
+    pub format: String,
     /// Whether the input was gzip (detected by magic bytes).
     pub gzip: bool,
     /// The text began with a UTF-8 byte-order mark (skipped, not an error).
@@ -60,7 +63,7 @@ pub struct RunReport {
     /// Bytes read from the source (compressed size for gzip input) by this
     /// run (a Lambda continuation: by this invocation).
     pub bytes_read: u64,
-    /// Bytes of NDJSON this run inflated (or read, for plain input).
+    /// Bytes of input text this run inflated (or read, for plain input).
     pub bytes_decompressed: u64,
     /// Lines seen, blank ones included.
     pub lines: u64,
@@ -141,6 +144,12 @@ pub struct RunReport {
     pub complete: bool,
     /// The fatal error that ended the run early, if any.
     pub error: Option<String>,
+    /// The error's stable code, when it has one (`not_k6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// What the user should know about the converted data (e.g. times of
+    /// whole seconds), one sentence each.
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -256,6 +265,9 @@ impl RunReport {
                     s += &format!("\n  dead letters: {l}");
                 }
             }
+        }
+        for w in &self.warnings {
+            s += &format!("\n  warning: {w}");
         }
         if let Some(e) = &self.error {
             s += &format!("\n  ERROR: {e}");

@@ -23,7 +23,7 @@
 
 use crate::core::convert::Converter;
 use crate::core::input::{InputPosition, PositionDecodeError, Progress};
-use crate::core::pipeline::{self, Encoder, Outcome, PipelineOptions};
+use crate::core::pipeline::{self, Encoder, LineFormat, Outcome, PipelineOptions};
 use crate::core::report::RunReport;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,8 @@ pub struct PipelineState {
     pub time_range: (i64, i64),
     /// Where reading goes on.
     pub input: InputPosition,
+    /// What the lines are (JSON, or CSV with its header's layout).
+    pub format: LineFormat,
 }
 
 impl std::fmt::Debug for PipelineState {
@@ -97,6 +99,7 @@ struct Body<'a, E, Q> {
     converter: &'a Converter,
     report: &'a RunReport,
     time_range: (i64, i64),
+    format: &'a LineFormat,
     encoder: &'a E,
     unsent: &'a [Q],
 }
@@ -106,6 +109,9 @@ struct OwnedBody<E, Q> {
     converter: Converter,
     report: RunReport,
     time_range: (i64, i64),
+    /// Checkpoints written before CSV input existed are of JSON runs.
+    #[serde(default = "json_format")]
+    format: LineFormat,
     encoder: E,
     unsent: Vec<Q>,
 }
@@ -123,6 +129,7 @@ where
             converter: &self.state.converter,
             report: &self.state.report,
             time_range: self.state.time_range,
+            format: &self.state.format,
             encoder: &self.encoder,
             unsent: &self.unsent,
         };
@@ -173,11 +180,16 @@ where
                 report: body.report,
                 time_range: body.time_range,
                 input,
+                format: body.format,
             },
             encoder: body.encoder,
             unsent: body.unsent,
         })
     }
+}
+
+fn json_format() -> LineFormat {
+    LineFormat::Json
 }
 
 /// Where a [`run`] starts.

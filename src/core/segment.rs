@@ -136,6 +136,12 @@ pub struct Index {
     pub candidates: Vec<Candidate>,
     /// Metric definition lines and first appearances, in line order.
     pub metrics: Vec<MetricSeen>,
+    /// The first non-blank line is a k6 JSON line (`Metric` or `Point`).
+    /// Only such input is cut into segments: k6 CSV needs its header's
+    /// layout in every part (and its whole-second times make hard breaks
+    /// rare), and anything else is left to the serial run's format
+    /// detection, which names input that is not k6 output.
+    pub json: bool,
 }
 
 /// Where a segment reads and what it owns.
@@ -314,6 +320,7 @@ pub fn index<R: Read>(
         lines: 0,
         points: Vec::new(),
         first: true,
+        judged: false,
     };
     let mut buf = vec![0u8; 256 * 1024];
     if gzip {
@@ -410,6 +417,8 @@ struct Scan<'a> {
     /// Access points not yet behind a candidate (the latest ones).
     points: Vec<AccessPoint>,
     first: bool,
+    /// The first non-blank line was looked at.
+    judged: bool,
 }
 
 impl Scan<'_> {
@@ -462,6 +471,12 @@ impl Scan<'_> {
             let mut l = std::mem::take(&mut self.line);
             if l.last() == Some(&b'\r') {
                 l.pop();
+            }
+            if !self.judged && !l.iter().all(u8::is_ascii_whitespace) {
+                self.judged = true;
+                self.idx.json = std::str::from_utf8(&l).is_ok_and(|t| {
+                    matches!(parse_line(t), Ok(Line::Metric { .. } | Line::Point(_)))
+                });
             }
             self.names(&l);
             self.line = l;

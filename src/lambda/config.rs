@@ -266,7 +266,8 @@ mod tests {
         assert_eq!(c.model, DataModel::Multi);
         assert_eq!(c.testid, TestId::FromInput);
         assert_eq!(c.concurrency, DEFAULT_CONCURRENCY);
-        assert!(c.wants_key("runs/a.json.gz") && c.wants_key("a.JSON") && !c.wants_key("a.csv"));
+        assert!(c.wants_key("runs/a.json.gz") && c.wants_key("a.JSON") && !c.wants_key("a.txt"));
+        assert!(c.wants_key("runs/a.csv") && c.wants_key("runs/a.CSV.gz"));
         assert!(!c.wants_key("k6-timestream-dead-letter/b/a.json"));
         assert!(!c.wants_key("k6-timestream-state/b/a.json/e1/link-1.ckpt"));
         assert!(!c.wants_key("k6-timestream-state/b/a.json.gz"));

@@ -60,6 +60,21 @@ pub fn decide(f: &Facts) -> Decision {
 mod tests {
     use super::*;
 
+    /// Input that is not k6 output is `failed` by its type, not its text.
+    #[test]
+    fn not_k6_input_fails() {
+        let failure = crate::ingest::Failure::NotK6(String::new());
+        let f = Facts {
+            stopped_for_time: false,
+            failure: Some(failure.retryable()),
+            progressed: false,
+            first: true,
+            attempt: 0,
+            max_continuations: 50,
+        };
+        assert_eq!(decide(&f), Decision::Report(Outcome::Failed));
+    }
+
     #[test]
     fn table() {
         use Decision::*;

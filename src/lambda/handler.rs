@@ -620,18 +620,19 @@ where
             cfg.segment_bytes,
             segment::default_lookback(cfg.segment_bytes),
         );
-        if specs.len() >= 2 && !segment::worth_fanning_out(&index, &specs) {
+        if specs.len() < 2 || !index.json {
+            tracing::info!(
+                bytes = index.bytes,
+                json = index.json,
+                "one segment, or not k6 JSON (k6 CSV): the object is written serially"
+            );
+            return Ok(FanOut::Serial(Box::new(report)));
+        }
+        if !segment::worth_fanning_out(&index, &specs) {
             tracing::warn!(
                 bytes = index.bytes,
                 wasted = segment::wasted_inflation(&index, &specs),
                 "the gzip stream has too few deflate block boundaries to start segments near their lines (written as one block, e.g. by zlib-ng/zlib-rs level 1): the object is written serially"
-            );
-            return Ok(FanOut::Serial(Box::new(report)));
-        }
-        if specs.len() < 2 {
-            tracing::info!(
-                bytes = index.bytes,
-                "one segment: the object is written serially"
             );
             return Ok(FanOut::Serial(Box::new(report)));
         }
@@ -1307,6 +1308,56 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bad.reports[0].outcome.map(Outcome::as_str), Some("failed"));
+    }
+
+    #[tokio::test]
+    async fn csv_objects_are_written_and_non_k6_objects_fail() {
+        let (h, source, ..) = handler(cfg(&[]), Writer::default());
+        let csv = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/csv_unix.csv"
+        ))
+        .unwrap();
+        for (key, body) in [
+            ("k6-results/run.csv", csv),
+            ("k6-results/notes.json", b"a note\nmore notes\n".to_vec()),
+        ] {
+            source.objects.lock().unwrap().insert(
+                key.into(),
+                Obj {
+                    body,
+                    etag: "e".into(),
+                    version: None,
+                },
+            );
+        }
+        let r = h
+            .handle(s3_event("k6-results/run.csv", "e"), soon())
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        assert_eq!(r.outcome.map(Outcome::as_str), Some("complete"), "{r:?}");
+        assert_eq!((r.format.as_str(), r.points), ("csv", 353));
+        assert_eq!(r.written_measures, r.measures);
+        assert!(r.warnings.iter().any(|w| w.contains("unix_nano")));
+        let stored = h.writer.records.lock().unwrap().len() as u64;
+        assert_eq!(stored, r.written_records);
+        // Not k6 output: `failed` (not retried), nothing written.
+        let r = h
+            .handle(s3_event("k6-results/notes.json", "e"), soon())
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        assert_eq!(r.outcome.map(Outcome::as_str), Some("failed"), "{r:?}");
+        assert_eq!(r.failure_reason.as_deref(), Some("not_k6"));
+        let e = r.error.as_deref().unwrap();
+        assert!(
+            e.starts_with("s3://b/k6-results/notes.json: not k6 output"),
+            "{e}"
+        );
+        assert_eq!(h.writer.records.lock().unwrap().len() as u64, stored);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ pub mod s3;
 
 /// Key (and file name) endings that look like k6 results: what the Lambda
 /// takes from S3 events by default and what `ingest` picks from a prefix.
-pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz"];
+pub const DEFAULT_SUFFIXES: &[&str] = &[".json", ".json.gz", ".ndjson", ".gz", ".csv", ".csv.gz"];
 
 /// Does `key` end with one of `suffixes` (ASCII case-insensitive)?
 pub fn has_suffix<S: AsRef<str>>(key: &str, suffixes: &[S]) -> bool {

@@ -23,14 +23,16 @@
 //!
 //! Values are written as Rust's shortest round-trip decimal text (`{}` of
 //! `f64`), never with a fixed precision: re-processing a file gives the same
-//! bytes, so Timestream treats a resend as a duplicate, not a conflict.
+//! bytes, so Timestream treats a resend as a duplicate, not a conflict. A
+//! point that carries the text its input printed (k6 CSV) is written with
+//! that text instead ([`crate::core::value::measure_text`]).
 
 use crate::core::hash::{fnv1a, FnvBuild, FNV_OFFSET};
 use crate::core::k6::time::TimeError;
 use crate::core::k6::{MetricKind, Point};
 use crate::core::model::{limits, DataModel, Dimension, Record, Values};
 use crate::core::report::RunReport;
-use crate::core::value::format_value;
+use crate::core::value::measure_text;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -43,7 +45,8 @@ pub const DEFAULT_MULTI_MEASURE_NAME: &str = "k6";
 /// The testid rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestId {
-    /// Derived from the input's file name (without `.json`, `.ndjson`, `.gz`).
+    /// Derived from the input's file name (without `.json`, `.ndjson`,
+    /// `.csv`, `.gz`).
     FromInput,
     Fixed(String),
     Off,
@@ -65,7 +68,7 @@ pub fn derive_testid(name: &str) -> String {
     let mut base = name.rsplit('/').next().unwrap_or(name);
     loop {
         let before = base;
-        for suf in [".gz", ".json", ".ndjson", ".jsonl"] {
+        for suf in [".gz", ".json", ".ndjson", ".jsonl", ".csv"] {
             if base.len() > suf.len() && base.to_ascii_lowercase().ends_with(suf) {
                 base = &base[..base.len() - suf.len()];
             }
@@ -486,7 +489,7 @@ impl Converter {
             report.drop_point("non_finite_value", line);
             return;
         }
-        let value = format_value(p.value);
+        let value = measure_text(p.value, p.value_text.as_deref());
         let measure = self.measure_name(&p.metric, report);
         let borrowed = self.dimensions(p, report);
         if borrowed.is_empty() {
@@ -681,6 +684,7 @@ fn fit_record(dims: &mut Vec<Dimension>, mask: &mut u128, fixed: usize, report: 
 mod tests {
     use super::*;
     use crate::core::k6::{parse_line, Line};
+    use crate::core::value::format_value;
 
     fn point(line: &str) -> Point<'_> {
         match parse_line(line).unwrap() {
@@ -728,6 +732,7 @@ mod tests {
         );
         assert_eq!(derive_testid("results.JSON"), "results");
         assert_eq!(derive_testid("a.ndjson.gz"), "a");
+        assert_eq!(derive_testid("runs/b.csv.gz"), "b");
         assert_eq!(derive_testid("-"), "stdin");
         assert_eq!(derive_testid(".json"), ".json");
     }

@@ -158,6 +158,11 @@ pub enum InputError {
         source: io::Error,
         at: Position,
     },
+    /// The first lines are neither k6 JSON nor a k6 CSV header (found by
+    /// the pipeline after at most [`crate::core::pipeline::DETECT_LINES`]
+    /// non-blank lines, which are not counted as skipped lines).
+    #[error("{input}: not k6 output: the first {lines} non-blank line(s) are neither k6 JSON lines nor a k6 CSV header (expected the output of `k6 run --out json=FILE` or `--out csv=FILE`, plain or gzip)")]
+    NotK6 { input: String, lines: u64 },
 }
 
 impl InputError {
@@ -166,6 +171,15 @@ impl InputError {
     /// oversized input fails the same way every time.
     pub fn retryable(&self) -> bool {
         matches!(self, InputError::Io { .. })
+    }
+
+    /// A stable code for the reports (`failure_reason`), for the errors
+    /// a user acts on by kind rather than by message.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            InputError::NotK6 { .. } => Some("not_k6"),
+            _ => None,
+        }
     }
 }
 

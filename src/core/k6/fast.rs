@@ -166,6 +166,8 @@ impl<'a> Scanner<'a> {
             value: data.value,
             tags: data.tags,
             metadata: data.metadata,
+            // JSON values are numbers, formatted by the converter.
+            value_text: None,
         })
     }
 

@@ -58,12 +58,20 @@ pub enum Line<'a> {
     },
 }
 
-/// A k6 sample.
+/// A k6 sample: what the converter takes, from either k6 format.
 #[derive(Debug, PartialEq)]
 pub struct Point<'a> {
     pub metric: Cow<'a, str>,
+    /// `data.time` as k6 wrote it. The converter does not read it (it is
+    /// handed the parsed instant): points of the CSV output, whose time
+    /// arrives as an instant, leave it empty.
     pub time: Cow<'a, str>,
     pub value: f64,
+    /// The value as the input printed it, as canonical decimal text, when
+    /// the format gives one that is worth keeping (k6 CSV's `%f` text: see
+    /// [`crate::core::value::measure_text`]); `None` (JSON): the value is
+    /// written as `value`'s shortest round-trip text.
+    pub value_text: Option<Cow<'a, str>>,
     /// `data.tags`; `null` and `{}` both give an empty list. Non-string
     /// scalars are kept as their JSON text, `null` values are left out.
     pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
@@ -253,6 +261,7 @@ fn into_owned(l: Line<'_>) -> Line<'static> {
             metric: Cow::Owned(p.metric.into_owned()),
             time: Cow::Owned(p.time.into_owned()),
             value: p.value,
+            value_text: p.value_text.map(|t| Cow::Owned(t.into_owned())),
             tags: own(p.tags),
             metadata: own(p.metadata),
         }),
@@ -279,6 +288,7 @@ fn from_raw(raw: RawLine<'_>) -> Result<Line<'_>, LineError> {
                 metric,
                 time: data.time.ok_or(LineError::MissingField)?,
                 value: number(data.value.ok_or(LineError::MissingField)?)?,
+                value_text: None,
                 tags: data.tags.0,
                 metadata: data.metadata.0,
             }))

@@ -335,6 +335,13 @@ impl crate::core::pipeline::Encoder for InfluxEncoder {
         (!self.records.is_empty()).then(|| self.take(report))
     }
 
+    /// Equal points are distinct samples (k6 CSV in whole seconds): nudged
+    /// apart, since InfluxDB keeps one point per series and time (the last
+    /// write's fields win).
+    fn coarse_times(&mut self) {
+        self.guard.distinct_samples();
+    }
+
     /// What `push` does up to the collision guard: a record it would
     /// refuse whole never reaches the guard.
     fn warm(&mut self, mut r: Record, report: &mut RunReport) {

@@ -237,6 +237,13 @@ impl crate::core::pipeline::Encoder for Batcher {
         self.take_ready(report)
     }
 
+    /// Equal records are distinct samples (k6 CSV in whole seconds: every
+    /// `http_reqs` 1 of one URL in one second): nudged apart instead of
+    /// being stored once by Timestream as duplicates.
+    fn coarse_times(&mut self) {
+        self.guard.distinct_samples();
+    }
+
     /// Only the collision guard depends on earlier records.
     fn warm(&mut self, mut r: Record, report: &mut RunReport) {
         let (series, value) = record_hashes(&r);
@@ -379,6 +386,31 @@ mod tests {
             [10, 11, 10, 12, 10]
         );
         assert_eq!(rep.nudged, 2);
+    }
+
+    #[test]
+    fn coarse_times_keep_equal_records_apart() {
+        use crate::core::pipeline::Encoder;
+        let same = |line| Record {
+            lines: vec![line],
+            ..rec(&[("a", "1")], 10, "1")
+        };
+        let mut rep = RunReport::default();
+        let mut exact = Batcher::new(DataModel::Single, 60);
+        let mut coarse = Batcher::new(DataModel::Single, 60);
+        coarse.coarse_times();
+        for line in 1..=3 {
+            assert!(exact.push(same(line), &mut rep).is_none());
+        }
+        assert_eq!((rep.identical_duplicates, rep.nudged), (2, 0));
+        let mut rep = RunReport::default();
+        for line in 1..=3 {
+            assert!(coarse.push(same(line), &mut rep).is_none());
+        }
+        assert_eq!((rep.identical_duplicates, rep.nudged), (0, 2));
+        let req = coarse.finish(&mut rep).unwrap();
+        let times: Vec<i64> = req.records.iter().map(|r| r.time_ns).collect();
+        assert_eq!(times, [10, 11, 12]);
     }
 
     #[test]
