@@ -90,6 +90,9 @@ pub struct Outcome {
     /// [`run_from`] goes on after a stop (boxed: it holds the converter and
     /// up to a few MB of read-ahead). At the end of the input it is the
     /// finished state (what a stop in the last request's send leaves).
+    /// Always None for live input ([`InputOptions::flush_interval`]): a
+    /// resumed run could not rebuild the requests its ticks cut, and a
+    /// pipe cannot be read again from an offset anyway.
     pub state: Option<Box<PipelineState>>,
 }
 
@@ -423,7 +426,8 @@ fn run_parsed<R: Read + Send, E: Encoder>(
         report.first_time = Some(format_rfc3339_ns(tmin));
         report.last_time = Some(format_rfc3339_ns(tmax));
     }
-    let state = error.is_none().then(|| {
+    let live = opts.input.flush_interval.is_some();
+    let state = (error.is_none() && !live).then(|| {
         Box::new(PipelineState {
             converter: conv,
             report: report.clone(),
