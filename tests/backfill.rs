@@ -123,7 +123,8 @@ fn prefix_backfill_killed_and_resumed_stores_every_point_once() {
         }
         // Not k6 results, or not under the prefix: left alone.
         put("runs/notes.txt".into(), b"hello".to_vec()).await;
-        put("runs/obj-99.csv".into(), b"a,b\n".to_vec()).await;
+        // (k6 CSV results are taken: a .csv key is one.)
+        put("runs/obj-99.csv.bak".into(), b"a,b\n".to_vec()).await;
         put(
             "other/obj-98.json".into(),
             std::fs::read(fixture("plain.json")).unwrap(),
