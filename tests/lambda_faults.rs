@@ -64,7 +64,16 @@ impl Faulty {
         let env = Env::start();
         env.create_bucket(bucket, false);
         let proxy = FaultProxy::start(env.rt().handle(), env.moto.addr);
-        let f = env.start_function(LAMBDA_BIN, &[("AWS_ENDPOINT_URL_S3", &proxy.url())]);
+        // Requests in arrival order (no grouping window holding the first
+        // records back): a cut mid-object then leaves complete requests
+        // written before it, which is what these tests look at.
+        let f = env.start_function(
+            LAMBDA_BIN,
+            &[
+                ("AWS_ENDPOINT_URL_S3", &proxy.url()),
+                ("K6TS_GROUP_WINDOW", "0"),
+            ],
+        );
         Faulty {
             f,
             proxy,
