@@ -187,33 +187,16 @@ where
         debug_assert!(unsent.windows(2).all(|w| w[0].seq() < w[1].seq()));
         c.unsent = unsent;
     }
-    let mut report = outcome.report;
-    live.stats.merge_into(&mut report);
-    for (k, v) in &drive.rejected_reasons {
-        *report.rejected_reasons.entry(k.clone()).or_default() += v;
-    }
-    let mut failure = outcome.error.as_ref().map(Failure::from_input);
-    match dlq.finish().await {
-        Ok(loc) => report.dead_letter_location = loc.or(report.dead_letter_location.take()),
-        Err(e) => {
-            failure.get_or_insert(Failure::DeadLetter(format!("dead-letter sink failed: {e}")));
-        }
-    }
-    if let Some(e) = &drive.dead_letter_error {
-        failure.get_or_insert(Failure::DeadLetter(format!("dead-letter sink failed: {e}")));
-    }
-    if let Some(f) = &drive.fatal {
-        // The sink's fatal error explains the stop better than anything.
-        failure = Some(Failure::Sink(f.clone()));
-    }
-    if let Some(f) = &failure {
-        report.error = Some(f.message().to_owned());
-        report.complete = false;
-    }
     let stopped = outcome.stopped || drive.stopped;
-    if stopped {
-        report.complete = false;
-    }
+    let (report, failure) = settle(
+        outcome.report,
+        outcome.error.as_ref(),
+        stopped,
+        &live,
+        &drive,
+        &*dlq,
+    )
+    .await;
     if failure.is_some() {
         checkpoint = None;
     }
@@ -301,12 +284,35 @@ where
             return (report, Some(failure));
         }
     };
-    let mut report = outcome.report;
+    settle(
+        outcome.report,
+        outcome.error.as_ref(),
+        outcome.stopped || drive.stopped,
+        &live,
+        &drive,
+        &*dlq,
+    )
+    .await
+}
+
+/// A run's report and failure once its converter and driver are done: the
+/// driver's counts merged in, the dead-letter sink flushed, and the
+/// failure that ended the run (the sink's fatal error, which explains a
+/// stop better than anything; else the input's; else the dead-letter
+/// sink's). A failed or stopped run is not `complete`.
+async fn settle<Q, D: DeadLetterSink>(
+    mut report: RunReport,
+    input_error: Option<&InputError>,
+    stopped: bool,
+    live: &Live,
+    drive: &DriveOutcome<Q>,
+    dlq: &D,
+) -> (RunReport, Option<Failure>) {
     live.stats.merge_into(&mut report);
     for (k, v) in &drive.rejected_reasons {
         *report.rejected_reasons.entry(k.clone()).or_default() += v;
     }
-    let mut failure = outcome.error.as_ref().map(Failure::from_input);
+    let mut failure = input_error.map(Failure::from_input);
     match dlq.finish().await {
         Ok(loc) => report.dead_letter_location = loc.or(report.dead_letter_location.take()),
         Err(e) => {
@@ -323,7 +329,7 @@ where
         report.error = Some(f.message().to_owned());
         report.complete = false;
     }
-    if outcome.stopped || drive.stopped {
+    if stopped {
         report.complete = false;
     }
     (report, failure)
