@@ -3,7 +3,8 @@
 # (the `lambda_figures` test in tests/lambda_e2e.rs): cold init of the release binary
 # (process start -> first /runtime/invocation/next, 5 runs), cold first-invoke latency,
 # and end-to-end points/s with the function's peak RSS (VmHWM) on a big real k6 result
-# (S3 on moto -> the function -> the strict local Timestream endpoint).
+# (S3 on moto -> the function -> the strict local Timestream endpoint with 20 ms per
+# WriteRecords call, K6TS_CONCURRENCY=32: the setting of `cargo bench --bench ingest`).
 #
 # Usage: scripts/lambda-figures.sh [BIG.json.gz]   (default target/bench/big.json.gz, shared with the benches; generated
 #        with scripts/fixtures/big.sh, real k6, ~35 s, when missing)

@@ -146,3 +146,92 @@ fn a_big_object_fans_out_into_segments_and_stores_every_point_once() {
     assert_complete(r, &want_one, "one-block gzip, serially");
     assert_eq!(r.segments, 0);
 }
+
+/// The big-object fan-out: a ≥300k-point real k6 result (default
+/// `target/bench/big.json.gz` from `scripts/fixtures/big.sh`, k6's own gzip)
+/// with `K6TS_SEGMENT_BYTES` set to a fifth of its inflated size: at least
+/// four segments, every point stored once, nothing rejected, the object
+/// inflated at most 2.2 times in total (the index pass, the segments and
+/// their look-backs); the same event again stores nothing new. Run by
+/// `scripts/resume-e2e.sh` (minutes in a debug build: ignored in the normal
+/// suite); `K6TS_E2E_LAMBDA_BIN` runs another binary.
+#[test]
+#[ignore]
+fn lambda_big_object_fan_out() {
+    let big = std::env::var("K6TS_E2E_BIG").map_or_else(
+        |_| support::root().join("target/bench/big.json.gz"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        big.is_file(),
+        "{}: make one with scripts/fixtures/big.sh (or set K6TS_E2E_BIG)",
+        big.display()
+    );
+    let bin = std::env::var("K6TS_E2E_LAMBDA_BIN").unwrap_or_else(|_| LAMBDA_BIN.to_owned());
+    let env = Env::start();
+    let bucket = "k6-big-fan-out";
+    env.create_bucket(bucket, false);
+    let key = "k6-results/big.json.gz";
+    let body = std::fs::read(&big).unwrap();
+    let plain = support::gunzip(&body).len() as u64;
+    let up = env.put(bucket, key, body);
+    let (want, want_r) = expected(&big, key);
+    assert!(want_r.points >= 300_000, "{} points", want_r.points);
+    let segment_bytes = (plain / 5).to_string();
+    let f = env.start_function(
+        &bin,
+        &[
+            ("K6TS_SEGMENT_BYTES", segment_bytes.as_str()),
+            ("K6TS_MAX_PARALLEL", "8"),
+        ],
+    );
+    let event = s3_event("s3-put-gzip.json", &[&up], false);
+    for round in ["first delivery", "the same event again"] {
+        let before = env.strict().stats();
+        let t = std::time::Instant::now();
+        let reports = run_fan_out(&env, &f, &event);
+        let wall = t.elapsed().as_secs_f64();
+        let segments = reports[0].segments;
+        assert!(segments >= 4, "{round}: {segments} segments");
+        let last = reports
+            .iter()
+            .find(|r| r.outcome == Some(Outcome::Complete) && r.segments == segments)
+            .unwrap_or_else(|| panic!("{round}: no merged report: {reports:#?}"));
+        eprintln!(
+            "[lambda_fanout] big object, {round}: {segments} segments in {wall:.1} s; inflated {} bytes for {plain} ({:.3}x), read {} of {} bytes",
+            last.chain_bytes_decompressed,
+            last.chain_bytes_decompressed as f64 / plain as f64,
+            last.chain_bytes_read,
+            up.size
+        );
+        assert_eq!(
+            (last.points, last.measures, last.lines),
+            (want_r.points, want_r.measures, want_r.lines),
+            "{round}: {last:#?}"
+        );
+        assert_eq!(last.written_measures, last.measures, "{round}: {last:#?}");
+        assert_eq!(
+            (last.dead_lettered, last.rejected_records),
+            (0, 0),
+            "{round}: {last:#?}"
+        );
+        assert!(
+            last.chain_bytes_decompressed * 5 <= plain * 11,
+            "{round}: inflated {} bytes of a {plain}-byte object",
+            last.chain_bytes_decompressed
+        );
+        let stats = env.strict().stats();
+        assert_eq!(stats.records_rejected, 0, "{round}: {stats:?}");
+        if round != "first delivery" {
+            assert_eq!(
+                stats.records_stored, before.records_stored,
+                "{round}: nothing new"
+            );
+        }
+        assert_same(&env.stored(), &want, round);
+        assert!(
+            env.list(bucket, "k6-timestream-state/").is_empty(),
+            "{round}: the state is deleted"
+        );
+    }
+}
