@@ -453,6 +453,7 @@ fn template_builds_and_configures_the_lambda_binary() {
         "K6TS_MAX_CONTINUATIONS",
         "K6TS_SEGMENT_BYTES",
         "K6TS_MAX_PARALLEL",
+        "K6TS_GROUP_WINDOW",
         "K6TS_MAX_LINE_BYTES",
         "K6TS_MAX_DECOMPRESSED_BYTES",
         "K6TS_METRICS_NAMESPACE",
@@ -1013,6 +1014,49 @@ fn the_sink_parameter_chooses_timestream_or_influxdb() {
             template[at..].lines().nth(2).unwrap().trim(),
             "Condition: UseTimestream",
             "output {output}"
+        );
+    }
+}
+
+/// The template's parameter defaults are the function's own defaults (one
+/// definition each: a deployment without overrides behaves as the README
+/// and `--help` say).
+#[test]
+fn template_defaults_are_the_function_defaults() {
+    use k6_timestream::lambda::config as lc;
+    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    for (parameter, want) in [
+        (
+            "WriteConcurrency",
+            k6_timestream::sinks::driver::DEFAULT_CONCURRENCY.to_string(),
+        ),
+        (
+            "GroupWindow",
+            k6_timestream::sinks::timestream::DEFAULT_GROUP_WINDOW.to_string(),
+        ),
+        (
+            "SegmentBytes",
+            k6_timestream::core::segment::DEFAULT_SEGMENT_BYTES.to_string(),
+        ),
+        ("MaxParallel", lc::DEFAULT_MAX_PARALLEL.to_string()),
+        (
+            "MaxContinuations",
+            lc::DEFAULT_MAX_CONTINUATIONS.to_string(),
+        ),
+        (
+            "SafetyMarginSeconds",
+            lc::DEFAULT_SAFETY_MARGIN_SECS.to_string(),
+        ),
+        ("StatePrefix", lc::DEFAULT_STATE_PREFIX.to_string()),
+        (
+            "DeadLetterPrefix",
+            lc::DEFAULT_DEAD_LETTER_PREFIX.to_string(),
+        ),
+    ] {
+        assert_eq!(
+            template_default(&template, parameter).trim_matches(|c| c == '\'' || c == '"'),
+            want,
+            "template.yaml's {parameter} default"
         );
     }
 }

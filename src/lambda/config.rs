@@ -13,6 +13,14 @@ use std::time::Duration;
 pub use crate::sources::DEFAULT_SUFFIXES;
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "k6-timestream-dead-letter/";
 pub const DEFAULT_STATE_PREFIX: &str = "k6-timestream-state/";
+/// `K6TS_SAFETY_MARGIN_SECONDS`: time kept before the deadline to drain
+/// the writes in flight and hand over.
+pub const DEFAULT_SAFETY_MARGIN_SECS: u64 = 60;
+/// `K6TS_MAX_CONTINUATIONS`: self-invocations of one object at most (a
+/// guard against runaway loops).
+pub const DEFAULT_MAX_CONTINUATIONS: u32 = 50;
+/// `K6TS_MAX_PARALLEL`: segments of one object running at once.
+pub const DEFAULT_MAX_PARALLEL: u32 = 8;
 
 /// `K6TS_SINK` and its settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,10 +191,10 @@ impl LambdaConfig {
             safety_margin: Duration::from_secs_f64(num(
                 g,
                 "K6TS_SAFETY_MARGIN_SECONDS",
-                60.0,
+                DEFAULT_SAFETY_MARGIN_SECS as f64,
                 1.0,
             )?),
-            max_continuations: num(g, "K6TS_MAX_CONTINUATIONS", 50, 0)?,
+            max_continuations: num(g, "K6TS_MAX_CONTINUATIONS", DEFAULT_MAX_CONTINUATIONS, 0)?,
             max_line_bytes: num(g, "K6TS_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES, 1024)?,
             max_decompressed_bytes: num(
                 g,
@@ -229,7 +237,7 @@ impl LambdaConfig {
                 crate::core::segment::DEFAULT_SEGMENT_BYTES,
                 1 << 20,
             )?,
-            max_parallel: num(g, "K6TS_MAX_PARALLEL", 8, 1)?,
+            max_parallel: num(g, "K6TS_MAX_PARALLEL", DEFAULT_MAX_PARALLEL, 1)?,
         })
     }
 
