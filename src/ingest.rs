@@ -209,14 +209,14 @@ where
     }
 }
 
-/// One segment of a fanned-out input (see [`crate::core::segment`]):
-/// `source` yields the input from the segment's
-/// [`source_offset`](crate::core::segment::source_offset) on. Returns
-/// the segment's report (its own reading and writing) and the failure
-/// that ended it, if any. A segment is not resumable: a stop or failure
-/// means running it again, which writes the same records. `stop` is asked
-/// between requests, as by [`ingest`]; a stopped segment's report is not
-/// `complete` and comes without a failure.
+/// One segment (or a part of one) of a fanned-out input (see
+/// [`crate::core::segment`]): `source` yields the input from the
+/// segment's [`source_offset`](crate::core::segment::source_offset) on.
+/// Once `wrap_up()` says so the segment ends early at the next hard break
+/// ([`run_segment`](crate::core::segment::run_segment)): every request
+/// of the records it owns is still sent and confirmed, and the result
+/// says where the next part starts. A segment that fails is run again,
+/// which writes the same records.
 #[allow(clippy::too_many_arguments)]
 pub async fn ingest_segment<R, E, W, D>(
     source: R,
@@ -227,8 +227,8 @@ pub async fn ingest_segment<R, E, W, D>(
     from: Option<crate::core::input::InputPosition>,
     sink: Sink<E, W, D>,
     live: Live,
-    stop: Arc<dyn Fn() -> bool + Send + Sync>,
-) -> (RunReport, Option<Failure>)
+    wrap_up: Arc<dyn Fn() -> bool + Send + Sync>,
+) -> SegmentRun
 where
     R: Read + Send + 'static,
     E: Encoder + Send + 'static,
@@ -245,6 +245,7 @@ where
     let (tx, rx) = mpsc::channel::<E::Request>(wcfg.concurrency.max(1));
     let progress = live.progress.clone();
     let n2 = name.clone();
+    let planned_end = spec.end_line;
     let conv = tokio::task::spawn_blocking(move || {
         crate::core::segment::run_segment(
             source,
@@ -255,12 +256,16 @@ where
             from,
             &mut encoder,
             progress,
+            &*wrap_up,
             &mut |req, _| match tx.blocking_send(req) {
                 Ok(()) => std::ops::ControlFlow::Continue(()),
                 Err(_) => std::ops::ControlFlow::Break(()),
             },
         )
     });
+    // The driver takes every request the segment hands out: wrapping up
+    // is the converter's (at a hard break), and the writer's hard deadline
+    // bounds the retries.
     let drive = driver::drive(
         rx,
         service,
@@ -268,7 +273,7 @@ where
         wcfg,
         live.stats.clone(),
         name,
-        &*stop,
+        &|| false,
     )
     .await;
     let outcome = match conv.await {
@@ -281,10 +286,14 @@ where
                 ..Default::default()
             };
             live.stats.merge_into(&mut report);
-            return (report, Some(failure));
+            return SegmentRun {
+                report,
+                failure: Some(failure),
+                end_line: planned_end,
+            };
         }
     };
-    settle(
+    let (report, failure) = settle(
         outcome.report,
         outcome.error.as_ref(),
         outcome.stopped || drive.stopped,
@@ -292,7 +301,25 @@ where
         &drive,
         &*dlq,
     )
-    .await
+    .await;
+    SegmentRun {
+        report,
+        failure,
+        end_line: outcome.end_line,
+    }
+}
+
+/// What [`ingest_segment`] did.
+#[derive(Debug)]
+pub struct SegmentRun {
+    /// Its own reading and writing.
+    pub report: RunReport,
+    /// What ended it early, if anything.
+    pub failure: Option<Failure>,
+    /// The nominal end it stood for: the spec's, or where the next part
+    /// starts when it wrapped up early (see
+    /// [`SegmentOutcome::end_line`](crate::core::segment::SegmentOutcome::end_line)).
+    pub end_line: Option<u64>,
 }
 
 /// A run's report and failure once its converter and driver are done: the

@@ -53,38 +53,64 @@ fn indexed(input: &[u8], spacing: u64) -> Index {
     .unwrap()
 }
 
-/// Each segment on its own, reading only from its candidate on.
-fn fanned(
+/// Each segment on its own, reading only from its candidate on. With
+/// `wraps`, a segment's run wraps up early after `wraps[j]` lines of its
+/// range (its j-th part, up to `wraps.len()` parts; 0: it does not), and
+/// the next part goes on from where it ended, as the Lambda's segment
+/// parts do when time runs out.
+fn fanned_in_parts(
     input: &[u8],
     index: &Index,
     plan: &[SegmentSpec],
     opts: &PipelineOptions,
+    wraps: &[u64],
 ) -> (Vec<Vec<Record>>, Vec<RunReport>) {
     let mut all = Vec::new();
     let mut reports = Vec::new();
     for spec in plan {
         let from = segment::position(index, &index.candidates[spec.read_from]);
         let off = segment::source_offset(from.as_ref()) as usize;
-        let mut b = Batcher::new(opts.convert.model, DEFAULT_COLLISION_WINDOW_SECS);
-        let mut recs = Vec::new();
-        let out = segment::run_segment(
-            &input[off..],
-            "t",
-            opts,
-            &index.metrics,
-            spec,
-            from,
-            &mut b,
-            Arc::default(),
-            &mut |r, _| {
-                recs.extend(r.records);
-                ControlFlow::Continue(())
-            },
-        );
-        assert!(out.error.is_none(), "{:?}", out.error);
-        assert!(out.report.complete);
-        all.push(recs);
-        reports.push(out.report);
+        let mut part_spec = spec.clone();
+        for part in 0.. {
+            let mut b = Batcher::new(opts.convert.model, DEFAULT_COLLISION_WINDOW_SECS);
+            let mut recs = Vec::new();
+            let after = wraps.get(part).copied().unwrap_or(0);
+            let asked = std::cell::Cell::new(0u64);
+            let wrap_up = || {
+                asked.set(asked.get() + 1);
+                after > 0 && asked.get() >= after
+            };
+            let out = segment::run_segment(
+                &input[off..],
+                "t",
+                opts,
+                &index.metrics,
+                &part_spec,
+                from.clone(),
+                &mut b,
+                Arc::default(),
+                &wrap_up,
+                &mut |r, _| {
+                    recs.extend(r.records);
+                    ControlFlow::Continue(())
+                },
+            );
+            assert!(out.error.is_none(), "{:?}", out.error);
+            assert!(out.report.complete);
+            let mut report = out.report.clone();
+            if part > 0 {
+                // A later part is not another segment.
+                report.segments = 0;
+            }
+            all.push(recs);
+            reports.push(report);
+            if !out.wrapped_up(spec) {
+                break;
+            }
+            let next = out.end_line.expect("a part ends before its segment");
+            assert!(next > part_spec.start_line, "a part makes progress");
+            part_spec.start_line = next;
+        }
     }
     (all, reports)
 }
@@ -167,11 +193,22 @@ fn gzip_members(b: &[u8], cuts: &[usize]) -> Vec<u8> {
 }
 
 fn check(input: &[u8], model: DataModel, segment_bytes: u64, lookback: u64, spacing: u64) {
+    check_in_parts(input, model, segment_bytes, lookback, spacing, &[]);
+}
+
+fn check_in_parts(
+    input: &[u8],
+    model: DataModel,
+    segment_bytes: u64,
+    lookback: u64,
+    spacing: u64,
+    wraps: &[u64],
+) {
     let opts = options(model);
     let (serial_recs, serial_rep) = serial(input, &opts);
     let index = indexed(input, spacing);
     let plan = segment::plan_index(&index, segment_bytes, lookback);
-    let (parts, reports) = fanned(input, &index, &plan, &opts);
+    let (parts, reports) = fanned_in_parts(input, &index, &plan, &opts, wraps);
     let mut none = Vec::new();
     let want = stored(&serial_recs, &mut none);
     assert!(none.is_empty(), "the serial run has no conflict");
@@ -236,6 +273,25 @@ proptest! {
         let segment_bytes = bytes.div_ceil(pieces).max(1);
         // A look-back of ~8 requests: past the generator's disorder.
         check(&input, model, segment_bytes, 4096, 512);
+    }
+
+    /// Segments whose runs wrap up early (time running out) at arbitrary
+    /// lines, each going on in further parts: together they store what
+    /// the serial run stores, nothing twice, no conflicting pair, and the
+    /// merged counters are the serial run's.
+    #[test]
+    fn segment_parts_store_what_a_serial_run_stores(
+        reqs in prop::collection::vec(req(), 1..160),
+        multi in any::<bool>(),
+        pieces in 1u64..5,
+        gzip in any::<bool>(),
+        wraps in prop::collection::vec(0u64..300, 1..5),
+    ) {
+        let plain = k6_input(&reqs);
+        let input = if gzip { gzip_members(&plain, &[]) } else { plain.clone() };
+        let model = if multi { DataModel::Multi } else { DataModel::Single };
+        let segment_bytes = (plain.len() as u64).div_ceil(pieces).max(1);
+        check_in_parts(&input, model, segment_bytes, 4096, 512, &wraps);
     }
 }
 
@@ -305,6 +361,7 @@ fn segments_read_only_their_range_and_look_back() {
             from,
             &mut b,
             progress,
+            &|| false,
             &mut |_, _| ControlFlow::Continue(()),
         );
         // After its stop the reader inflates on to the next access point

@@ -123,7 +123,7 @@ where
         let number = spec.number;
         tasks.spawn(async move {
             // Its own counters: its report is its own work.
-            let (report, _) = ingest_segment(
+            let run = ingest_segment(
                 std::io::BufReader::new(f),
                 name,
                 popts,
@@ -132,10 +132,11 @@ where
                 from,
                 sink,
                 Live::default(),
+                // No deadline here: a segment never wraps up early.
                 Arc::new(|| false),
             )
             .await;
-            (number, report)
+            (number, run.report)
         });
     }
     let mut parts_done = Vec::new();

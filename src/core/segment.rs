@@ -581,6 +581,18 @@ pub struct SegmentOutcome {
     /// The sink asked to stop: the segment is incomplete.
     pub stopped: bool,
     pub error: Option<InputError>,
+    /// The nominal end it stood for: the spec's, or, when it wrapped up
+    /// early, the line after the one it was at (the next part's
+    /// [`SegmentSpec::start_line`]).
+    pub end_line: Option<u64>,
+}
+
+impl SegmentOutcome {
+    /// It ended before its planned end: the rest of its range is left to
+    /// a next part starting at [`Self::end_line`].
+    pub fn wrapped_up(&self, spec: &SegmentSpec) -> bool {
+        self.end_line != spec.end_line
+    }
 }
 
 /// Runs one segment: reads `source` (the input from
@@ -588,6 +600,21 @@ pub struct SegmentOutcome {
 /// with the look-back's records and hands the requests of the records the
 /// segment owns to `sink`. `metrics` is the index's list (those before
 /// the read start seed the converter).
+///
+/// # Wrapping up early
+///
+/// `wrap_up()` is asked at every line from the start line on (first when
+/// the look-back is behind). Once it returns true (the Lambda's time is
+/// nearly up) the
+/// segment moves its nominal end to the line after the one it is at and
+/// ends as at a planned end: at the next hard break, its grouping window
+/// handed out. The rest is a *part* of the same segment: the same spec
+/// and read start with `start_line` = [`SegmentOutcome::end_line`]. It
+/// owns from the same hard break on and warms its guard with everything
+/// before (all the records the first part wrote are in its look-back), so
+/// the parts together write the segment's records. The price is the next
+/// part inflating and converting the earlier parts' lines again (an
+/// order of magnitude faster than writing them), only when time ran out.
 #[allow(clippy::too_many_arguments)]
 pub fn run_segment<R: Read + Send, E: Encoder>(
     source: R,
@@ -598,6 +625,7 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
     from: Option<InputPosition>,
     encoder: &mut E,
     progress: Arc<Progress>,
+    wrap_up: &dyn Fn() -> bool,
     sink: &mut dyn FnMut(E::Request, &mut RunReport) -> ControlFlow<()>,
 ) -> SegmentOutcome {
     let mut convert = opts.convert.clone();
@@ -615,10 +643,14 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
     // Counters of lines outside the nominal range, and of records not
     // written here.
     let mut scratch = RunReport::default();
-    let (start_line, end_line) = (spec.start_line, spec.end_line);
-    let owns_line = |n: u64| n >= start_line && end_line.is_none_or(|e| n < e);
-    // Ownership breaks: segment 0 owns from line 1.
-    let mut begin: Option<u64> = (spec.number == 0).then_some(1);
+    let start_line = spec.start_line;
+    // Moves when it wraps up early.
+    let mut end_line = spec.end_line;
+    let owns_line =
+        |n: u64, end_line: Option<u64>| n >= start_line && end_line.is_none_or(|e| n < e);
+    // Ownership breaks: segment 0 owns from line 1 (a later part of it,
+    // like any segment, from the first hard break at its start line).
+    let mut begin: Option<u64> = (spec.number == 0 && spec.start_line <= 1).then_some(1);
     let mut end: Option<u64> = None;
     let mut warm_from: Option<u64> = (spec.number == 0).then_some(1);
     let mut prev_time: Option<i64> = None;
@@ -664,7 +696,10 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
         spec.end_offset,
         |n, ev| {
             seen_lines = n;
-            let rep: &mut RunReport = if owns_line(n) {
+            if end.is_none() && end_line.is_none_or(|e| n + 1 < e) && n >= start_line && wrap_up() {
+                end_line = Some(n + 1);
+            }
+            let rep: &mut RunReport = if owns_line(n, end_line) {
                 &mut report
             } else {
                 &mut scratch
@@ -756,7 +791,7 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
             // left is ours (the next segment owns nothing).
             let cut_off = error.is_some() || (format.unterminated && last_bad_line == seen_lines);
             if cut_off {
-                let rep = if owns_line(seen_lines) {
+                let rep = if owns_line(seen_lines, end_line) {
                     &mut report
                 } else {
                     &mut scratch
@@ -807,12 +842,14 @@ pub fn run_segment<R: Read + Send, E: Encoder>(
         warmed,
         stopped,
         error,
+        end_line,
     }
 }
 
-/// The object's report from its segments' (in segment order): counters
-/// summed, times widened, `segments` counted, `complete` only when every
-/// segment is; the first error kept.
+/// The object's report from its segments' (in segment order, a
+/// segment's parts in theirs): counters summed, times widened, `segments`
+/// summed (a segment's first part says 1, its later parts 0), `complete`
+/// only when every part is; the first error kept.
 pub fn merge_reports(parts: &[RunReport]) -> RunReport {
     let mut m = RunReport::default();
     let mut first = true;
@@ -853,7 +890,8 @@ pub fn merge_reports(parts: &[RunReport]) -> RunReport {
         m.add_carried(p);
         m.batches_skipped += p.batches_skipped;
         m.continuations += p.continuations;
-        m.segments += p.segments.max(1);
+        // A segment's first part counts 1, its later parts 0.
+        m.segments += p.segments;
         m.complete &= p.complete;
         if m.error.is_none() {
             m.error.clone_from(&p.error);

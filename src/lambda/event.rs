@@ -104,6 +104,17 @@ pub struct SegmentTask {
     pub index: StoredObject,
     /// 0-based.
     pub number: u32,
+    /// A later part of the segment (its earlier part ran out of time):
+    /// the nominal line this part starts at. None: the segment's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_line: Option<u64>,
+    /// Parts before this one (bounded like continuations).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub part: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +127,9 @@ pub struct SegmentEvent {
 pub struct SegmentRef {
     pub index: StoredObject,
     pub number: u32,
+    /// See [`SegmentTask::start_line`].
+    pub start_line: Option<u64>,
+    pub part: u32,
 }
 
 /// One object to process, as the handler sees it.
@@ -474,6 +488,8 @@ pub fn parse_event(v: Value) -> Result<Event, String> {
         job.segment = Some(SegmentRef {
             index: t.index,
             number: t.number,
+            start_line: t.start_line,
+            part: t.part,
         });
         return Ok(Event::Objects(vec![job]));
     }

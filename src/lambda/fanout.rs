@@ -14,23 +14,27 @@
 //!    ([`successor`]): segment `k` hands out `k + K`, so at most `K` run
 //!    at once and each is started by exactly one predecessor — no
 //!    scheduler, no shared counter.
-//! 3. Whichever segment finds every report stored ([`set_state`]) claims
-//!    the set with a conditional put of the [`done_key`] marker
-//!    (`If-None-Match: *`: of two segments finishing together exactly one
-//!    wins), merges the reports, emits the object's metric line and
-//!    deletes the state.
+//! 3. Whichever segment finds every report stored (each segment's parts
+//!    from its start to its end: [`next_part`]) claims the set with a
+//!    conditional put of the [`done_key`] marker (`If-None-Match: *`: of
+//!    two segments finishing together exactly one wins), merges the
+//!    reports, emits the object's metric line and deletes the state.
 //!
-//! A segment that runs out of time fails its invocation (retryable), so
-//! Lambda's async retry runs it again from its start: its records are
-//! identical on the re-run (duplicates the sink ignores). A segment is
-//! not checkpointed and continued like a whole object: the default
-//! segment (2 GiB) is sized to take about half of the 15-minute limit, so
-//! running out of time means a sink far slower than usual, which a retry
-//! of the same segment meets again; the remedy is a smaller
-//! `K6TS_SEGMENT_BYTES` (see the README). A failed segment's report names
-//! its lines; the set is then merged as `failed`, the index and reports
-//! are kept, and invoking the function with that segment's event again
-//! re-runs it alone and completes the set.
+//! A segment whose time runs out (the deadline margin, or the work
+//! budget) wraps up at its next hard break, stores its report for the
+//! lines it stood for, and hands the rest to a *part* of the same segment
+//! ([`segment_part_event`]): the same read start, a later nominal start
+//! (see [`crate::core::segment::run_segment`]). A slow sink (throttling)
+//! therefore slows a segment down but does not make it fail. The part
+//! re-reads the segment's earlier lines to warm its collision guard:
+//! converting is an order of magnitude faster than writing, and it
+//! happens only when time ran out. At most `K6TS_MAX_CONTINUATIONS`
+//! parts per segment ([`may_continue_part`]); past that the segment is
+//! reported failed. A segment that fails for another reason is retried
+//! by Lambda's async retries; a failed segment's report names its lines,
+//! the set is then merged as `failed`, the index and reports are kept,
+//! and invoking the function with that segment's event again re-runs it
+//! alone and completes the set.
 
 use super::event::{SegmentEvent, SegmentTask, StoredObject};
 use crate::core::input::InputPosition;
@@ -59,24 +63,6 @@ pub fn first_wave(segments: u32, max_parallel: u32) -> std::ops::Range<u32> {
 pub fn successor(number: u32, segments: u32, max_parallel: u32) -> Option<u32> {
     let next = number.checked_add(max_parallel.max(1))?;
     (next < segments).then_some(next)
-}
-
-/// What the stored reports say of the set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetState {
-    /// This segment's report is missing (the first one found missing).
-    Waiting(u32),
-    /// Every segment stored its report.
-    Complete,
-}
-
-/// Whether the set is complete, from which reports are stored
-/// (`present[k]`: segment k's).
-pub fn set_state(present: &[bool]) -> SetState {
-    match present.iter().position(|p| !p) {
-        Some(k) => SetState::Waiting(k as u32),
-        None => SetState::Complete,
-    }
 }
 
 /// The order in which a finishing segment looks for the others' reports:
@@ -125,8 +111,69 @@ pub fn segment_event(object: &ObjectRef, index: &StoredObject, number: u32) -> S
             etag: object.etag.clone(),
             index: index.clone(),
             number,
+            start_line: None,
+            part: 0,
         },
     }
+}
+
+/// The event that runs the next part of segment `number`, from nominal
+/// line `start_line` on (part `part`, counting from 0).
+pub fn segment_part_event(
+    object: &ObjectRef,
+    index: &StoredObject,
+    number: u32,
+    start_line: u64,
+    part: u32,
+) -> SegmentEvent {
+    let mut ev = segment_event(object, index, number);
+    ev.segment.start_line = Some(start_line);
+    ev.segment.part = part;
+    ev
+}
+
+/// The key of a segment part's report: the segment's own key for its
+/// first part (or a segment that never split), else one per start line.
+pub fn part_report_key(
+    index_key: &str,
+    number: u32,
+    start_line: u64,
+    planned_start: u64,
+) -> String {
+    if start_line == planned_start {
+        segment_report_key(index_key, number)
+    } else {
+        format!("{}segments/{number}@{start_line}.json", dir_of(index_key))
+    }
+}
+
+/// Where the stored parts of a segment (planned to end at `planned_end`)
+/// go on: the start line of the part after `stored`, None when `stored`
+/// reaches the segment's end.
+pub fn next_part(stored: &StoredReport, planned_end: Option<u64>) -> Option<u64> {
+    match (stored.end_line, planned_end) {
+        (Some(e), p) if Some(e) != p => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether a segment part wraps up now: `owned_for` since it reached its
+/// own lines, `to_hard_stop` left before the hard stop; at the hard stop,
+/// or once a work budget (zero: none) has passed.
+pub fn wrap_up_now(
+    owned_for: std::time::Duration,
+    to_hard_stop: std::time::Duration,
+    work_budget: std::time::Duration,
+) -> bool {
+    to_hard_stop.is_zero() || (!work_budget.is_zero() && owned_for >= work_budget)
+}
+
+/// Whether a segment part may go on in another (its number of parts
+/// before it, against `K6TS_MAX_CONTINUATIONS`): a sink so slow that a
+/// segment needs more is better failed, named and re-run with smaller
+/// segments than chained on and on.
+pub fn may_continue_part(part: u32, max_parts: u32) -> bool {
+    part < max_parts
 }
 
 /// The index and plan as stored for the segments (JSON; a gzip access
@@ -396,17 +443,35 @@ mod tests {
     }
 
     #[test]
-    fn a_set_is_complete_when_every_report_is_stored() {
-        let rows: &[(&[bool], SetState)] = &[
-            (&[true, true, true], SetState::Complete),
-            (&[true], SetState::Complete),
-            (&[true, false, true], SetState::Waiting(1)),
-            (&[false, false], SetState::Waiting(0)),
-            (&[], SetState::Complete),
-        ];
-        for (present, want) in rows {
-            assert_eq!(set_state(present), *want, "{present:?}");
-        }
+    fn a_segment_is_stored_when_its_parts_reach_its_end() {
+        let part = |start: u64, end: Option<u64>| StoredReport {
+            number: 2,
+            start_line: start,
+            end_line: end,
+            report: RunReport::default(),
+        };
+        // Planned lines 100..200: a part ending at 150 goes on there.
+        assert_eq!(next_part(&part(100, Some(150)), Some(200)), Some(150));
+        assert_eq!(next_part(&part(150, Some(200)), Some(200)), None);
+        // The last segment: a part with an end goes on, one without is it.
+        assert_eq!(next_part(&part(100, Some(180)), None), Some(180));
+        assert_eq!(next_part(&part(180, None), None), None);
+        let idx = "p/b/k/v-1/fanout/index.json";
+        assert_eq!(
+            part_report_key(idx, 2, 100, 100),
+            "p/b/k/v-1/fanout/segments/2.json"
+        );
+        assert_eq!(
+            part_report_key(idx, 2, 150, 100),
+            "p/b/k/v-1/fanout/segments/2@150.json"
+        );
+        let s = std::time::Duration::from_secs;
+        assert!(!wrap_up_now(s(5), s(55), s(10)));
+        assert!(wrap_up_now(s(10), s(50), s(10)), "the budget");
+        assert!(wrap_up_now(s(3), s(0), s(10)), "the hard stop");
+        assert!(!wrap_up_now(s(500), s(1), s(0)), "no budget");
+        assert!(may_continue_part(0, 50) && may_continue_part(49, 50));
+        assert!(!may_continue_part(50, 50) && !may_continue_part(0, 0));
         assert_eq!(probe_order(4, 1).collect::<Vec<_>>(), [3, 2, 0]);
         assert_eq!(probe_order(1, 0).count(), 0);
     }

@@ -7,7 +7,7 @@ use super::config::LambdaConfig;
 use super::continuation::{checkpoint_key, continuation_event};
 use super::decide::{decide, Decision, Facts};
 use super::event::{parse_event, BatchInvocation, Event, Job, SegmentRef, StoredObject};
-use super::fanout::{self, SetState, StoredPlan, StoredReport};
+use super::fanout::{self, StoredPlan, StoredReport};
 use super::invoke::Invoker;
 use super::plan::{plan, time_left, Plan};
 use crate::core::convert::ConvertOptions;
@@ -700,8 +700,16 @@ where
             )
         })?;
         let ev = fanout::segment_event(obj, index, number);
+        self.send_segment_event(&function, &ev).await
+    }
+
+    async fn send_segment_event(
+        &self,
+        function: &str,
+        ev: &super::event::SegmentEvent,
+    ) -> Result<(), RetryableError> {
         self.invoker
-            .invoke_async(&function, serde_json::to_vec(&ev).expect("serializable"))
+            .invoke_async(function, serde_json::to_vec(ev).expect("serializable"))
             .await
             .map_err(RetryableError)
     }
@@ -741,10 +749,24 @@ where
             Ok(p) => p,
             Err(e) => return Ok(failed(report, e.to_string())),
         };
-        let (spec, from) = match plan_of.segment(seg.number) {
+        let (mut spec, from) = match plan_of.segment(seg.number) {
             Ok(s) => s,
             Err(e) => return Ok(failed(report, e.to_string())),
         };
+        let (planned_start, planned_end) = (spec.start_line, spec.end_line);
+        if let Some(start) = seg.start_line {
+            if start <= planned_start || planned_end.is_some_and(|e| start >= e) {
+                return Ok(failed(
+                    report,
+                    format!(
+                        "segment {}: a part cannot start at line {start} (the segment is lines {planned_start}-{})",
+                        seg.number,
+                        planned_end.map_or_else(|| "end".to_owned(), |e| (e - 1).to_string())
+                    ),
+                ));
+            }
+            spec.start_line = start;
+        }
         let offset = segment::source_offset(from.as_ref());
         let opened = if offset > 0 {
             self.source.open_from(obj, offset).await
@@ -771,12 +793,27 @@ where
             deadline.saturating_duration_since(now),
             now.duration_since(started),
             cfg.safety_margin,
-            // No work budget: a segment is not continued, only retried.
-            std::time::Duration::ZERO,
+            cfg.work_budget,
             cfg.request_timeout,
         );
+        // The segment wraps up at its next hard break, the rest going on in
+        // another part (see run_segment), at the hard stop (the deadline
+        // margin) or once the work budget has passed since it reached its
+        // own lines: a later part first re-reads the segment's earlier
+        // lines, which must not eat the budget (else parts would make no
+        // progress).
         let hard_stop = now + plan.hard_stop;
-        let stop = Arc::new(move || Instant::now() >= hard_stop);
+        let budget = cfg.work_budget;
+        let owned_since = std::sync::OnceLock::new();
+        let wrap_up = Arc::new(move || {
+            let now = Instant::now();
+            let since = *owned_since.get_or_init(|| now);
+            fanout::wrap_up_now(
+                now.duration_since(since),
+                hard_stop.saturating_duration_since(now),
+                budget,
+            )
+        });
         // Each segment's dead letters under a key of its own.
         let dl_source = ObjectRef {
             key: format!("{}.segment-{}", obj.key, seg.number),
@@ -806,7 +843,7 @@ where
             },
         };
         let body = tokio_util::io::SyncIoBridge::new(opened.body);
-        let (mut part, failure) = ingest_segment(
+        let run = ingest_segment(
             body,
             obj.url(),
             self.pipeline_options(obj),
@@ -815,24 +852,46 @@ where
             from,
             sink,
             Live::default(),
-            stop,
+            wrap_up,
         )
         .await;
-        match &failure {
+        let mut part = run.report;
+        match &run.failure {
             Some(f) if f.retryable() => return Err(RetryableError(f.message().to_owned())),
             None if !part.complete => {
-                // Ran out of time: Lambda's retry runs the segment again
-                // (the same records: duplicates the sink ignores).
+                // The writer gave up at its hard deadline: Lambda's retry
+                // runs this part again (the same records: duplicates the
+                // sink ignores).
                 return Err(RetryableError(format!(
-                    "segment {} ran out of time ({} s); retried from its start — lower K6TS_SEGMENT_BYTES if this repeats",
+                    "segment {} did not finish writing before the deadline ({} s); this part is retried",
                     seg.number,
-                    plan.hard_stop.as_secs()
+                    plan.last_retry.as_secs()
                 )));
             }
             _ => {}
         }
+        // Ended early for time: the rest in another part, unless the
+        // segment has taken too many already.
+        let mut next_part = run
+            .end_line
+            .filter(|_| part.complete && run.end_line != planned_end);
+        let mut end_line = run.end_line;
+        if next_part.is_some() && !fanout::may_continue_part(seg.part + 1, cfg.max_continuations) {
+            next_part = None;
+            end_line = planned_end;
+            part.complete = false;
+            part.error = Some(format!(
+                "segment {} ran out of time in {} parts (K6TS_MAX_CONTINUATIONS); lower K6TS_SEGMENT_BYTES and re-run it",
+                seg.number,
+                seg.part + 1
+            ));
+        }
         part.version_id.clone_from(&obj.version_id);
         part.seconds = started.elapsed().as_secs_f64();
+        if seg.start_line.is_some() {
+            // A later part: the same segment, not another one.
+            part.segments = 0;
+        }
         part.outcome = Some(if part.complete {
             Outcome::Continued
         } else {
@@ -841,10 +900,11 @@ where
         let stored = StoredReport {
             number: seg.number,
             start_line: spec.start_line,
-            end_line: spec.end_line,
+            end_line,
             report: part.clone(),
         };
-        let key = fanout::segment_report_key(&seg.index.key, seg.number);
+        let key =
+            fanout::part_report_key(&seg.index.key, seg.number, spec.start_line, planned_start);
         self.put
             .put_object(
                 &seg.index.bucket,
@@ -855,12 +915,22 @@ where
             .map_err(|e| RetryableError(e.to_string()))?;
         tracing::info!(
             segment = seg.number,
+            part = seg.part,
             lines = part.lines,
             points = part.points,
             written_measures = part.written_measures,
             complete = part.complete,
-            "segment done"
+            next_part = next_part.unwrap_or(0),
+            "segment part done"
         );
+        if let Some(start) = next_part {
+            let function = cfg.self_function.clone().ok_or_else(|| {
+                RetryableError("no function name to go on with (AWS_LAMBDA_FUNCTION_NAME / K6TS_SELF_FUNCTION)".into())
+            })?;
+            let ev = fanout::segment_part_event(obj, &seg.index, seg.number, start, seg.part + 1);
+            self.send_segment_event(&function, &ev).await?;
+            return Ok(part);
+        }
         let n = plan_of.segment_count();
         if let Some(next) = fanout::successor(seg.number, n, plan_of.max_parallel) {
             // Already stored (a segment re-run alone after the set ran):
@@ -876,45 +946,35 @@ where
                 self.start_segment(obj, &seg.index, next).await?;
             }
         }
-        Ok(self
-            .complete_set(seg, &plan_of, stored)
-            .await?
-            .unwrap_or(part))
+        Ok(self.complete_set(seg, &plan_of).await?.unwrap_or(part))
     }
 
-    /// When every segment's report is stored and this invocation wins the
-    /// `done` marker: the merged report (the state deleted when every
-    /// segment completed).
+    /// When every segment's report is stored (each segment's parts from
+    /// its start to its end) and this invocation wins the `done` marker:
+    /// the merged report (the state deleted when every segment completed).
     async fn complete_set(
         &self,
         seg: &SegmentRef,
         plan_of: &StoredPlan,
-        mine: StoredReport,
     ) -> Result<Option<RunReport>, RetryableError> {
         let n = plan_of.segment_count();
         let bucket = &seg.index.bucket;
-        let mut parts: Vec<Option<StoredReport>> = vec![None; n as usize];
-        let me = mine.number;
-        parts[me as usize] = Some(mine);
-        for k in fanout::probe_order(n, me) {
-            let key = fanout::segment_report_key(&seg.index.key, k);
-            match self.put.get_object(bucket, &key).await {
-                Ok(Some(b)) => match serde_json::from_slice::<StoredReport>(&b) {
-                    Ok(r) => parts[k as usize] = Some(r),
-                    Err(e) => {
-                        // Re-running that segment stores a good one.
-                        tracing::warn!(segment = k, error = %e, "segment report unreadable");
-                        break;
-                    }
-                },
-                Ok(None) => break,
-                Err(e) => return Err(RetryableError(e.to_string())),
+        let mut by_segment: Vec<Vec<StoredReport>> = vec![Vec::new(); n as usize];
+        let mut keys: Vec<String> = Vec::new();
+        for k in std::iter::once(seg.number).chain(fanout::probe_order(n, seg.number)) {
+            match self
+                .segment_parts(bucket, &seg.index.key, plan_of, k)
+                .await?
+            {
+                Some((parts, part_keys)) => {
+                    by_segment[k as usize] = parts;
+                    keys.extend(part_keys);
+                }
+                None => {
+                    tracing::debug!(waiting_for = k, "set not complete");
+                    return Ok(None);
+                }
             }
-        }
-        let present: Vec<bool> = parts.iter().map(Option::is_some).collect();
-        if let SetState::Waiting(k) = fanout::set_state(&present) {
-            tracing::debug!(waiting_for = k, "set not complete");
-            return Ok(None);
         }
         let done = fanout::done_key(&seg.index.key);
         let won = self
@@ -925,13 +985,18 @@ where
         if !won {
             return Ok(None);
         }
-        let parts: Vec<StoredReport> = parts.into_iter().flatten().collect();
+        // A segment's time is that of its parts, one after the other.
+        let seconds = by_segment
+            .iter()
+            .map(|ps| ps.iter().map(|p| p.report.seconds).sum::<f64>())
+            .fold(0.0, f64::max);
+        let parts: Vec<StoredReport> = by_segment.into_iter().flatten().collect();
         let reports: Vec<RunReport> = parts.iter().map(|p| p.report.clone()).collect();
         let mut merged = segment::merge_reports(&reports);
         merged.chain_bytes_read = merged.bytes_read + plan_of.index_bytes_read;
         merged.chain_bytes_decompressed =
             merged.bytes_decompressed + plan_of.index_bytes_decompressed;
-        merged.seconds = reports.iter().map(|r| r.seconds).fold(0.0, f64::max);
+        merged.seconds = seconds;
         match fanout::failed_segments_message(&parts) {
             Some(msg) => {
                 // Kept: the failed segments can be re-run alone, and the
@@ -944,9 +1009,6 @@ where
             None => {
                 merged.outcome = Some(Outcome::Complete);
                 merged.error = None;
-                let mut keys: Vec<String> = (0..n)
-                    .map(|k| fanout::segment_report_key(&seg.index.key, k))
-                    .collect();
                 keys.push(seg.index.key.clone());
                 keys.push(done);
                 self.delete_state(bucket, &keys).await;
@@ -962,6 +1024,47 @@ where
         );
         self.emit_metrics(&merged);
         Ok(Some(merged))
+    }
+
+    /// Segment `k`'s stored part reports from its start to its end and
+    /// their keys; None while one is missing (or unreadable: re-running
+    /// the segment stores a good one).
+    async fn segment_parts(
+        &self,
+        bucket: &str,
+        index_key: &str,
+        plan_of: &StoredPlan,
+        k: u32,
+    ) -> Result<Option<(Vec<StoredReport>, Vec<String>)>, RetryableError> {
+        let Ok((spec, _)) = plan_of.segment(k) else {
+            return Ok(None);
+        };
+        let (mut parts, mut keys) = (Vec::new(), Vec::new());
+        let mut start = spec.start_line;
+        loop {
+            let key = fanout::part_report_key(index_key, k, start, spec.start_line);
+            let stored = match self.put.get_object(bucket, &key).await {
+                Ok(Some(b)) => match serde_json::from_slice::<StoredReport>(&b) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(segment = k, error = %e, "segment report unreadable");
+                        return Ok(None);
+                    }
+                },
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(RetryableError(e.to_string())),
+            };
+            let next = fanout::next_part(&stored, spec.end_line);
+            parts.push(stored);
+            keys.push(key);
+            match next {
+                // Parts only go forward; a stored chain that does not is
+                // damaged (re-running the segment replaces it).
+                Some(e) if e > start && parts.len() <= plan_of.lines as usize + 1 => start = e,
+                Some(_) => return Ok(None),
+                None => return Ok(Some((parts, keys))),
+            }
+        }
     }
 
     /// Best effort: the state prefix's lifecycle rule removes what is left.
@@ -1922,6 +2025,122 @@ mod tests {
         assert_eq!(r.outcome, Some(Outcome::Failed));
         assert!(r.error.as_deref().unwrap().contains("no plan"), "{r:?}");
         assert_eq!(h.writer.requests.lock().unwrap().len(), before);
+    }
+
+    /// Segments whose time runs out (a work budget far shorter than the
+    /// writes take) wrap up and go on in parts, run in a shuffled order
+    /// with the other segments: every record of a serial run is written
+    /// exactly once, the merged report counts each segment once and the
+    /// state is gone at the end.
+    #[tokio::test]
+    async fn segments_out_of_time_go_on_in_parts() {
+        let c = cfg(&[
+            ("K6TS_SEGMENT_BYTES", "1048576"),
+            ("K6TS_MAX_PARALLEL", "2"),
+            ("K6TS_WORK_BUDGET_SECONDS", "0.3"),
+            ("K6TS_MAX_CONTINUATIONS", "500"),
+            ("K6TS_CONCURRENCY", "1"),
+            // Requests as the records come: the writes pace the segment.
+            ("K6TS_GROUP_WINDOW", "0"),
+        ]);
+        let writer = Writer {
+            delay: Duration::from_millis(100),
+            ..Writer::default()
+        };
+        let (h, source, put, inv) = handler(c, writer);
+        let body = bigger(4);
+        let key = "k6-results/slow.json.gz";
+        source.objects.lock().unwrap().insert(
+            key.into(),
+            Obj {
+                body: body.clone(),
+                etag: "e4".into(),
+                version: None,
+            },
+        );
+        let first = h
+            .handle(s3_event(key, "e4"), soon())
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        let n = first.segments;
+        assert!(n >= 3, "{n} segments: {first:?}");
+        let mut rng = fastrand::Rng::with_seed(11);
+        let (mut reports, mut parts) = (Vec::new(), 0u32);
+        loop {
+            let payload = {
+                let mut q = inv.0.lock().unwrap();
+                if q.is_empty() {
+                    break;
+                }
+                let i = rng.usize(..q.len());
+                q.swap_remove(i).1
+            };
+            if payload["segment"]["start_line"].is_u64() {
+                parts += 1;
+                assert!(payload["segment"]["part"].as_u64().unwrap() >= 1);
+            }
+            assert!(reports.len() < 400, "the segments do not end");
+            reports.push(h.handle(payload, soon()).await.unwrap().reports.remove(0));
+        }
+        assert!(
+            parts >= 2,
+            "{parts} later parts: the budget did stop segments: {:?}",
+            reports
+                .iter()
+                .map(|r| (r.lines, r.batches, r.seconds))
+                .collect::<Vec<_>>()
+        );
+        let merged: Vec<&RunReport> = reports
+            .iter()
+            .filter(|r| r.outcome == Some(Outcome::Complete))
+            .collect();
+        assert_eq!(merged.len(), 1, "{reports:?}");
+        let m = merged[0];
+        assert_eq!(m.segments, n);
+        let records = |reqs: &[WriteRequest]| {
+            let mut v: Vec<String> = reqs
+                .iter()
+                .flat_map(|q| q.records.iter().map(|r| format!("{r:?}")))
+                .collect();
+            v.sort();
+            v
+        };
+        let sent = h.writer.requests.lock().unwrap().clone();
+        let (h1, s1, ..) = handler(cfg(&[("K6TS_GROUP_WINDOW", "0")]), Writer::default());
+        s1.objects.lock().unwrap().insert(
+            key.into(),
+            Obj {
+                body,
+                etag: "e4".into(),
+                version: None,
+            },
+        );
+        let serial = h1
+            .handle(s3_event(key, "e4"), soon())
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        let want = h1.writer.requests.lock().unwrap().clone();
+        assert!(
+            records(&sent) == records(&want),
+            "records differ from a serial run ({} sent, {} serial)",
+            records(&sent).len(),
+            records(&want).len()
+        );
+        assert_eq!(
+            (m.points, m.records, m.written_measures, m.lines, m.nudged),
+            (
+                serial.points,
+                serial.records,
+                serial.written_measures,
+                serial.lines,
+                serial.nudged
+            )
+        );
+        assert!(put.objects.lock().unwrap().is_empty(), "state left");
     }
 
     /// A segment the sink refuses fails; the set is merged as failed with
