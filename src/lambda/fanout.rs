@@ -29,7 +29,7 @@
 //! re-reads the segment's earlier lines to warm its collision guard:
 //! converting is an order of magnitude faster than writing, and it
 //! happens only when time ran out. At most `K6TS_MAX_CONTINUATIONS`
-//! parts per segment ([`may_continue_part`]); past that the segment is
+//! later parts per segment ([`may_continue_part`]); past that the segment is
 //! reported failed. A segment that fails for another reason is retried
 //! by Lambda's async retries; a failed segment's report names its lines,
 //! the set is then merged as `failed`, the index and reports are kept,
@@ -168,12 +168,46 @@ pub fn wrap_up_now(
     to_hard_stop.is_zero() || (!work_budget.is_zero() && owned_for >= work_budget)
 }
 
-/// Whether a segment part may go on in another (its number of parts
-/// before it, against `K6TS_MAX_CONTINUATIONS`): a sink so slow that a
-/// segment needs more is better failed, named and re-run with smaller
-/// segments than chained on and on.
-pub fn may_continue_part(part: u32, max_parts: u32) -> bool {
-    part < max_parts
+/// Whether a segment may go on in its part number `next` (its first run
+/// is part 0): at most `K6TS_MAX_CONTINUATIONS` later parts, like the
+/// continuations of a whole object. A sink so slow that a segment needs
+/// more is better failed, named and re-run with smaller segments than
+/// chained on and on.
+pub fn may_continue_part(next: u32, max_later_parts: u32) -> bool {
+    next <= max_later_parts
+}
+
+/// What follows a segment part that ran without a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterPart {
+    /// It reached the segment's end: store its report as ending there.
+    Done,
+    /// It wrapped up early: the next part starts at this line.
+    GoOn(u64),
+    /// It wrapped up early once too often: the segment fails.
+    TooManyParts,
+}
+
+/// The decision after part `part` (0: the segment's first run) of a
+/// segment planned to end at `planned_end`, which stood for the lines up
+/// to `ended_at` and was `complete`.
+pub fn after_part(
+    complete: bool,
+    ended_at: Option<u64>,
+    planned_end: Option<u64>,
+    part: u32,
+    max_parts: u32,
+) -> AfterPart {
+    match ended_at {
+        Some(e) if complete && ended_at != planned_end => {
+            if may_continue_part(part + 1, max_parts) {
+                AfterPart::GoOn(e)
+            } else {
+                AfterPart::TooManyParts
+            }
+        }
+        _ => AfterPart::Done,
+    }
 }
 
 /// The index and plan as stored for the segments (JSON; a gzip access
@@ -470,8 +504,26 @@ mod tests {
         assert!(wrap_up_now(s(10), s(50), s(10)), "the budget");
         assert!(wrap_up_now(s(3), s(0), s(10)), "the hard stop");
         assert!(!wrap_up_now(s(500), s(1), s(0)), "no budget");
-        assert!(may_continue_part(0, 50) && may_continue_part(49, 50));
-        assert!(!may_continue_part(50, 50) && !may_continue_part(0, 0));
+        assert!(may_continue_part(1, 50) && may_continue_part(50, 50));
+        use AfterPart::*;
+        for (complete, ended, planned, part, max, want) in [
+            (true, Some(200), Some(200), 0, 50, Done),
+            (true, None, None, 3, 50, Done),
+            (true, Some(150), Some(200), 0, 50, GoOn(150)),
+            (true, Some(150), None, 0, 50, GoOn(150)),
+            (true, Some(150), Some(200), 49, 50, GoOn(150)),
+            (true, Some(150), Some(200), 50, 50, TooManyParts),
+            (true, Some(150), Some(200), 0, 0, TooManyParts),
+            // An incomplete part is the caller's failure, not a next part.
+            (false, Some(150), Some(200), 0, 50, Done),
+        ] {
+            assert_eq!(
+                after_part(complete, ended, planned, part, max),
+                want,
+                "{complete} {ended:?} {planned:?} {part}"
+            );
+        }
+        assert!(!may_continue_part(51, 50) && !may_continue_part(1, 0));
         assert_eq!(probe_order(4, 1).collect::<Vec<_>>(), [3, 2, 0]);
         assert_eq!(probe_order(1, 0).count(), 0);
     }

@@ -7,7 +7,7 @@ use super::config::LambdaConfig;
 use super::continuation::{checkpoint_key, continuation_event};
 use super::decide::{decide, Decision, Facts};
 use super::event::{parse_event, BatchInvocation, Event, Job, SegmentRef, StoredObject};
-use super::fanout::{self, StoredPlan, StoredReport};
+use super::fanout::{self, AfterPart, StoredPlan, StoredReport};
 use super::invoke::Invoker;
 use super::plan::{plan, time_left, Plan};
 use crate::core::convert::ConvertOptions;
@@ -872,19 +872,26 @@ where
         }
         // Ended early for time: the rest in another part, unless the
         // segment has taken too many already.
-        let mut next_part = run
-            .end_line
-            .filter(|_| part.complete && run.end_line != planned_end);
         let mut end_line = run.end_line;
-        if next_part.is_some() && !fanout::may_continue_part(seg.part + 1, cfg.max_continuations) {
-            next_part = None;
-            end_line = planned_end;
-            part.complete = false;
-            part.error = Some(format!(
-                "segment {} ran out of time in {} parts (K6TS_MAX_CONTINUATIONS); lower K6TS_SEGMENT_BYTES and re-run it",
-                seg.number,
-                seg.part + 1
-            ));
+        let mut next_part = None;
+        match fanout::after_part(
+            part.complete,
+            run.end_line,
+            planned_end,
+            seg.part,
+            cfg.max_continuations,
+        ) {
+            AfterPart::Done => {}
+            AfterPart::GoOn(start) => next_part = Some(start),
+            AfterPart::TooManyParts => {
+                end_line = planned_end;
+                part.complete = false;
+                part.error = Some(format!(
+                    "segment {} ran out of time in {} parts (K6TS_MAX_CONTINUATIONS later parts at most); lower K6TS_SEGMENT_BYTES and re-run it",
+                    seg.number,
+                    seg.part + 1
+                ));
+            }
         }
         part.version_id.clone_from(&obj.version_id);
         part.seconds = started.elapsed().as_secs_f64();
@@ -2141,6 +2148,51 @@ mod tests {
             )
         );
         assert!(put.objects.lock().unwrap().is_empty(), "state left");
+    }
+
+    /// A segment that would need more parts than K6TS_MAX_CONTINUATIONS
+    /// allows fails, named with its lines; the set is merged as failed.
+    #[tokio::test]
+    async fn a_segment_out_of_parts_fails_named() {
+        let c = cfg(&[
+            ("K6TS_SEGMENT_BYTES", "1048576"),
+            ("K6TS_MAX_PARALLEL", "8"),
+            ("K6TS_WORK_BUDGET_SECONDS", "0.3"),
+            ("K6TS_MAX_CONTINUATIONS", "1"),
+            ("K6TS_CONCURRENCY", "1"),
+            ("K6TS_GROUP_WINDOW", "0"),
+        ]);
+        let writer = Writer {
+            delay: Duration::from_millis(100),
+            ..Writer::default()
+        };
+        let (h, source, _put, inv) = handler(c, writer);
+        let key = "k6-results/too-slow.json.gz";
+        source.objects.lock().unwrap().insert(
+            key.into(),
+            Obj {
+                body: bigger(4),
+                etag: "e5".into(),
+                version: None,
+            },
+        );
+        let first = h.handle(s3_event(key, "e5"), soon()).await.unwrap();
+        assert_eq!(first.reports[0].outcome, Some(Outcome::Continued));
+        let mut last = None;
+        loop {
+            let next = inv.0.lock().unwrap().pop();
+            let Some((_, payload)) = next else { break };
+            assert!(payload["segment"]["part"].as_u64().unwrap_or(0) <= 1);
+            let r = h.handle(payload, soon()).await.unwrap().reports.remove(0);
+            if r.segments == first.reports[0].segments {
+                last = Some(r);
+            }
+        }
+        let m = last.expect("a merged report");
+        assert_eq!(m.outcome, Some(Outcome::Failed), "{m:?}");
+        let err = m.error.unwrap_or_default();
+        assert!(err.contains("ran out of time in 2 parts"), "{err}");
+        assert!(err.contains("segment 0 (lines 1-"), "{err}");
     }
 
     /// A segment the sink refuses fails; the set is merged as failed with
