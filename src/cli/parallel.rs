@@ -71,15 +71,6 @@ pub enum Source {
     S3(S3Source),
 }
 
-impl Source {
-    fn what(&self) -> &'static str {
-        match self {
-            Source::Local(_) => "the file",
-            Source::S3(_) => "the object",
-        }
-    }
-}
-
 impl ObjectSource for Source {
     async fn open(&self, obj: &ObjectRef) -> Result<OpenedObject, SourceError> {
         match self {
@@ -97,12 +88,12 @@ impl ObjectSource for Source {
 }
 
 /// The input of a parallel run, opened for its index pass.
-pub struct Input {
-    pub source: Source,
+pub struct Input<S = Source> {
+    pub source: S,
     /// As the user named it (the report's `input`, messages).
     pub name: String,
     /// As opened: not yet pinned (the opened object's ETag and version
-    /// pin it).
+    /// pin it). No bucket: a local file ([`ObjectRef::local`]).
     pub object: ObjectRef,
     pub opened: OpenedObject,
 }
@@ -157,8 +148,8 @@ fn spacing(len: Option<u64>, parts: usize) -> u64 {
 /// least one, so the sink sees about the load of a serial run) and returns
 /// the merged report.
 #[allow(clippy::too_many_arguments)]
-pub async fn run<E, W, D>(
-    input: Input,
+pub async fn run<S, E, W, D>(
+    input: Input<S>,
     parts: usize,
     popts: PipelineOptions,
     encoder: impl Fn() -> E,
@@ -168,6 +159,7 @@ pub async fn run<E, W, D>(
     live: Live,
 ) -> Result<RunReport, ParallelError>
 where
+    S: ObjectSource,
     E: Encoder + Send + 'static,
     E::Request: Request,
     W: Service<E::Request>,
@@ -182,17 +174,20 @@ where
     let pinned = pin(&object, &opened);
     let replaced = |part: String| ParallelError::Replaced {
         name: name.clone(),
-        what: source.what(),
+        what: if object.bucket.is_empty() {
+            "the file"
+        } else {
+            "the object"
+        },
         part,
     };
     let open_at = |offset: u64, part: String| {
-        let (source, pinned) = (source.clone(), pinned.clone());
-        let replaced = &replaced;
+        let (source, pinned, replaced) = (&source, &pinned, &replaced);
         async move {
             let r = if offset > 0 {
-                source.open_from(&pinned, offset).await
+                source.open_from(pinned, offset).await
             } else {
-                source.open(&pinned).await
+                source.open(pinned).await
             };
             r.map_err(|e| match e {
                 SourceError::Changed(_) => replaced(part),
@@ -312,6 +307,140 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::model::DataModel;
+    use crate::sinks::dead_letter::MemorySink;
+    use crate::sinks::timestream::{Batcher, WriteRequest};
+    use crate::sinks::WriteError;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// An object in memory whose content (and ETag) is replaced by
+    /// `other` when it is opened for the `replace_at`-th time (0-based).
+    struct Replaced {
+        now: Mutex<(Vec<u8>, String)>,
+        other: Vec<u8>,
+        opens: AtomicUsize,
+        replace_at: usize,
+    }
+
+    impl ObjectSource for Replaced {
+        async fn open(&self, obj: &ObjectRef) -> Result<OpenedObject, SourceError> {
+            self.open_from(obj, 0).await
+        }
+
+        async fn open_from(
+            &self,
+            obj: &ObjectRef,
+            offset: u64,
+        ) -> Result<OpenedObject, SourceError> {
+            let mut now = self.now.lock().unwrap();
+            if self.opens.fetch_add(1, Ordering::SeqCst) == self.replace_at {
+                *now = (self.other.clone(), "e2".into());
+            }
+            if obj.etag.as_ref().is_some_and(|e| *e != now.1) {
+                return Err(SourceError::Changed(obj.to_string()));
+            }
+            let rest = now.0[(offset as usize).min(now.0.len())..].to_vec();
+            Ok(OpenedObject {
+                size: Some(rest.len() as u64),
+                body: Box::new(std::io::Cursor::new(rest)),
+                etag: Some(now.1.clone()),
+                version_id: None,
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Service<WriteRequest> for Count {
+        async fn write(&self, _: &WriteRequest) -> Result<(), WriteError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// Lines of one VU's requests, 1 ms apart: ~4 MB of k6 JSON.
+    fn k6_lines(n: u32) -> Vec<u8> {
+        let mut s = String::from(
+            "{\"type\":\"Metric\",\"data\":{\"name\":\"http_req_duration\",\"type\":\"trend\"},\"metric\":\"http_req_duration\"}\n",
+        );
+        for i in 0..n {
+            s += &format!(
+                "{{\"metric\":\"http_req_duration\",\"type\":\"Point\",\"data\":{{\"time\":\"2026-11-25T10:{:02}:{:02}.{:03}Z\",\"value\":{i},\"tags\":{{\"vu\":\"1\",\"url\":\"http://127.0.0.1/item/{}\"}}}}}}\n",
+                i / 60_000,
+                (i / 1000) % 60,
+                i % 1000,
+                i % 7
+            );
+        }
+        s.into_bytes()
+    }
+
+    async fn run_on(source: Replaced) -> (Result<RunReport, ParallelError>, usize) {
+        let object = ObjectRef {
+            bucket: "b".into(),
+            key: "run.json".into(),
+            version_id: None,
+            etag: None,
+        };
+        let opened = source.open(&object).await.unwrap();
+        let service = Arc::new(Count::default());
+        let res = run(
+            Input {
+                source,
+                name: "s3://b/run.json".into(),
+                object,
+                opened,
+            },
+            4,
+            PipelineOptions::default(),
+            || Batcher::new(DataModel::Multi, 60),
+            service.clone(),
+            Arc::new(MemorySink::default()),
+            WriterConfig::default(),
+            Live::default(),
+        )
+        .await;
+        (res, service.0.load(Ordering::SeqCst))
+    }
+
+    /// Replaced before the first segment's read, or before the last's:
+    /// an error naming the part, and not one request sent. Not replaced:
+    /// four segments write it.
+    #[tokio::test]
+    async fn an_input_replaced_after_the_index_pass_writes_nothing() {
+        let data = k6_lines(30_000);
+        let source = |replace_at| Replaced {
+            now: Mutex::new((data.clone(), "e1".into())),
+            other: k6_lines(100),
+            opens: AtomicUsize::new(0),
+            replace_at,
+        };
+        // Open 0 is the index pass's; opens 1–4 the segments'.
+        for (at, part) in [(1, "segment 1 of 4"), (4, "segment 4 of 4")] {
+            let (res, sent) = run_on(source(at)).await;
+            match res {
+                Err(ParallelError::Replaced {
+                    name,
+                    what,
+                    part: p,
+                }) => {
+                    assert_eq!(
+                        (name.as_str(), what, p.as_str()),
+                        ("s3://b/run.json", "the object", part)
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(sent, 0, "replaced at open {at}");
+        }
+        let (res, sent) = run_on(source(usize::MAX)).await;
+        let report = res.unwrap();
+        assert_eq!((report.segments, report.points), (4, 30_000));
+        assert!(report.error.is_none() && sent > 0);
+        assert_eq!(report.written_measures, 30_000);
+    }
 
     #[test]
     fn candidates_are_finer_than_a_segment_needs() {
