@@ -76,54 +76,6 @@ fn main() {
     }
 }
 
-/// Writes `copies` time-shifted copies of a k6 result as one gzip file.
-fn make_longer(input: &str, out: &std::path::Path, copies: i64) {
-    use k6_timestream::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns};
-    use std::io::{BufRead, Write};
-    let read = || {
-        std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
-            std::fs::File::open(input).unwrap(),
-        ))
-    };
-    // The run's time span.
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    let time_of = |l: &str| -> Option<(usize, usize, i64)> {
-        let start = l.find("\"time\":\"")? + 8;
-        let end = start + l[start..].find('"')?;
-        Some((start, end, parse_rfc3339_ns(&l[start..end]).ok()?))
-    };
-    for l in read().lines() {
-        if let Some((_, _, t)) = time_of(&l.unwrap()) {
-            lo = lo.min(t);
-            hi = hi.max(t);
-        }
-    }
-    let span = hi - lo + 1_000_000_000;
-    let mut w = flate2::write::GzEncoder::new(
-        std::io::BufWriter::new(std::fs::File::create(out).unwrap()),
-        flate2::Compression::fast(),
-    );
-    for k in 0..copies {
-        for l in read().lines() {
-            let l = l.unwrap();
-            match time_of(&l) {
-                Some((s, e, t)) => {
-                    writeln!(
-                        w,
-                        "{}{}{}",
-                        &l[..s],
-                        format_rfc3339_ns(t + k * span),
-                        &l[e..]
-                    )
-                    .unwrap();
-                }
-                None => writeln!(w, "{l}").unwrap(),
-            }
-        }
-    }
-    w.finish().unwrap().flush().unwrap();
-}
-
 /// k points of one series within one second, as k6's default CSV
 /// (`K6_CSV_TIME_FORMAT=unix`) writes them, against the same points 1 µs
 /// apart (`unix_nano`). Every record of the second lands on one slot of the

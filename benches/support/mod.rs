@@ -88,3 +88,60 @@ pub fn count_lines(path: &str) -> u64 {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// Writes `copies` time-shifted copies of a k6 result as one gzip file
+/// (level 1): each copy shifted by the run's span, so the file is a
+/// valid k6 result `copies` times as long.
+pub fn make_longer(input: &str, out: &std::path::Path, copies: i64) {
+    make_longer_at(input, out, copies, flate2::Compression::fast());
+}
+
+/// [`make_longer`] at gzip `level`. (Level 1 of zlib-rs writes one
+/// deflate block: no access points, so such a file is never cut into
+/// segments; the default level ends a block every few hundred KiB.)
+pub fn make_longer_at(input: &str, out: &std::path::Path, copies: i64, level: flate2::Compression) {
+    use k6_timestream::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns};
+    use std::io::{BufRead, Write};
+    let read = || {
+        std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+            std::fs::File::open(input).unwrap(),
+        ))
+    };
+    // The run's time span.
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    let time_of = |l: &str| -> Option<(usize, usize, i64)> {
+        let start = l.find("\"time\":\"")? + 8;
+        let end = start + l[start..].find('"')?;
+        Some((start, end, parse_rfc3339_ns(&l[start..end]).ok()?))
+    };
+    for l in read().lines() {
+        if let Some((_, _, t)) = time_of(&l.unwrap()) {
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+    }
+    let span = hi - lo + 1_000_000_000;
+    let mut w = flate2::write::GzEncoder::new(
+        std::io::BufWriter::new(std::fs::File::create(out).unwrap()),
+        level,
+    );
+    for k in 0..copies {
+        for l in read().lines() {
+            let l = l.unwrap();
+            match time_of(&l) {
+                Some((s, e, t)) => {
+                    writeln!(
+                        w,
+                        "{}{}{}",
+                        &l[..s],
+                        format_rfc3339_ns(t + k * span),
+                        &l[e..]
+                    )
+                    .unwrap();
+                }
+                None => writeln!(w, "{l}").unwrap(),
+            }
+        }
+    }
+    w.finish().unwrap().flush().unwrap();
+}

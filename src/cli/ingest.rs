@@ -60,8 +60,9 @@ pub struct IngestCmd {
     /// Progress display: auto (bar on a terminal, periodic log lines otherwise), bar, log, none.
     #[arg(long, default_value = "auto", value_parser = ["auto", "bar", "log", "none"])]
     pub progress: String,
-    /// Split a local file into N segments written concurrently (the
-    /// records are those of a serial run); 1: serial.
+    /// Split one file or s3://bucket/key object into N segments written
+    /// concurrently, each reading only its range (the records are those
+    /// of a serial run); 1: serial.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
     /// Live mode (stdin or a named pipe by default, every input when given): requests also go out once their oldest data is this old (e.g. 1s, 500ms).
@@ -106,10 +107,10 @@ pub fn run(cmd: IngestCmd) -> i32 {
 }
 
 async fn run_async(cmd: IngestCmd) -> i32 {
-    if cmd.parallel > 1 && (cmd.input == "-" || parse_s3_url(&cmd.input).is_some()) {
-        // Segments read ranges of the file; stdin has none, and S3
-        // objects fan out in the Lambda.
-        eprintln!("error: --parallel needs a local file");
+    if cmd.parallel > 1 && cmd.input == "-" {
+        // Segments read ranges of the input after an index pass over all
+        // of it: stdin can be read only once.
+        eprintln!("error: --parallel needs a file or an s3://bucket/key object: stdin (-) cannot be read in ranges; save it to a file first, or drop --parallel");
         return exit::USAGE;
     }
     let request_timeout = Duration::from_secs(cmd.request_timeout_secs.max(1));
@@ -144,41 +145,62 @@ async fn run_async(cmd: IngestCmd) -> i32 {
         return exit::FATAL;
     }
     if super::backfill::wanted(&cmd.inputs(), &cmd.backfill) {
+        if cmd.parallel > 1 {
+            eprintln!("error: --parallel splits one file or object; several objects are ingested together with --objects-in-flight");
+            return exit::USAGE;
+        }
         return backfill(&cmd, &sdk, influx).await;
     }
-    let (source, size): (Box<dyn Read + Send>, Option<u64>) =
-        if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
-            let src = S3Source {
-                client: crate::sources::s3::build_client(&sdk),
-            };
-            match src
-                .open(&ObjectRef {
-                    bucket,
-                    key,
-                    version_id: None,
-                    etag: None,
-                })
-                .await
-            {
-                Ok(o) => (Box::new(tokio_util::io::SyncIoBridge::new(o.body)), o.size),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return exit::FATAL;
-                }
-            }
-        } else {
-            let size = std::fs::metadata(&cmd.input)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len());
-            match crate::sources::local::open_local(&cmd.input) {
-                Ok(s) => (s, size),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return exit::FATAL;
-                }
-            }
+    // A parallel run opens its input for the index pass (and again in
+    // ranges for its segments); the serial stream is then unused.
+    let parallel = if cmd.parallel > 1 {
+        let s3 = || S3Source {
+            client: crate::sources::s3::build_client(&sdk),
         };
+        match super::parallel::Input::open(&cmd.input, s3).await {
+            Ok(i) => Some(i),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FATAL;
+            }
+        }
+    } else {
+        None
+    };
+    let (source, size): (Box<dyn Read + Send>, Option<u64>) = if let Some(p) = &parallel {
+        (Box::new(std::io::empty()), p.opened.size)
+    } else if let Some((bucket, key)) = parse_s3_url(&cmd.input) {
+        let src = S3Source {
+            client: crate::sources::s3::build_client(&sdk),
+        };
+        match src
+            .open(&ObjectRef {
+                bucket,
+                key,
+                version_id: None,
+                etag: None,
+            })
+            .await
+        {
+            Ok(o) => (Box::new(tokio_util::io::SyncIoBridge::new(o.body)), o.size),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FATAL;
+            }
+        }
+    } else {
+        let size = std::fs::metadata(&cmd.input)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        match crate::sources::local::open_local(&cmd.input) {
+            Ok(s) => (s, size),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FATAL;
+            }
+        }
+    };
     let mut popts = cmd.conv.pipeline_options(&cmd.input);
     popts.input.flush_interval = super::live::flush_interval(&cmd.input, cmd.flush_interval);
     let dl_path = cmd.dead_letter.clone().unwrap_or_else(|| {
@@ -192,6 +214,7 @@ async fn run_async(cmd: IngestCmd) -> i32 {
     let run = Run {
         cmd: &cmd,
         source,
+        parallel,
         size,
         popts,
     };
@@ -246,6 +269,8 @@ async fn influx_writer(
 struct Run<'a> {
     cmd: &'a IngestCmd,
     source: Box<dyn Read + Send>,
+    /// Set for `--parallel` (then `source` is not read).
+    parallel: Option<super::parallel::Input>,
     size: Option<u64>,
     popts: PipelineOptions,
 }
@@ -266,15 +291,16 @@ impl Run<'_> {
         let Run {
             cmd,
             source,
+            parallel,
             size,
             popts,
         } = self;
         let live = Live::default();
         let display = progress::single(progress::Mode::resolve(&cmd.progress), live.clone(), size);
         let started = Instant::now();
-        if cmd.parallel > 1 {
+        if let Some(input) = parallel {
             let res = super::parallel::run(
-                &cmd.input,
+                input,
                 usize::from(cmd.parallel),
                 popts,
                 encoder,

@@ -85,9 +85,9 @@ pub const GZIP_RATIO_ESTIMATE: u64 = 12;
 /// about 2.125 times.
 pub const DEFAULT_LOOKBACK_FRACTION: u64 = 8;
 
-/// Candidates are at least this far apart (and at most 1/16 of a
+/// Candidates are at least this far apart (and at most 1/32 of a
 /// segment): with gzip each holds a 32 KiB window.
-pub const MIN_CANDIDATE_SPACING: u64 = 256 * 1024;
+pub const MIN_CANDIDATE_SPACING: u64 = 32 * 1024;
 
 /// The estimated uncompressed size of an object of `len` bytes.
 pub fn estimated_uncompressed(len: u64, gzip: bool) -> u64 {
@@ -98,9 +98,16 @@ pub fn estimated_uncompressed(len: u64, gzip: bool) -> u64 {
     }
 }
 
-/// The spacing of candidate starts for segments of `segment_bytes`.
+/// The spacing of candidate starts for segments of `segment_bytes`, for
+/// the Lambda's fan-out and `ingest --parallel` alike.
+///
+/// A segment's look-back starts at a candidate at least 1/8 segment back
+/// and decodes from the access point before it, so coarse candidates
+/// inflate up to 1/8 + 2 spacings again per segment; 1/32 keeps that near
+/// 3/16. The price is memory while indexing: a 32 KiB window per gzip
+/// candidate, ~1 MiB a segment.
 pub fn candidate_spacing(segment_bytes: u64) -> u64 {
-    (segment_bytes / 16).max(MIN_CANDIDATE_SPACING)
+    (segment_bytes / 32).max(MIN_CANDIDATE_SPACING)
 }
 
 /// A line boundary a segment may start reading at.

@@ -585,13 +585,7 @@ where
     ) -> Result<FanOut, RetryableError> {
         let cfg = &self.cfg;
         let opts = self.pipeline_options(obj).input;
-        // Finer than the CLI's spacing: a segment's look-back starts at a
-        // candidate at least 1/8 segment back and decodes from the access
-        // point before it, so coarse candidates inflate up to 1/8 + 2
-        // spacings again per segment. 1/32 keeps that near 3/16; the price
-        // is memory while indexing, a 32 KiB window per candidate (~1 MiB
-        // a segment).
-        let spacing = (cfg.segment_bytes / 32).max(32 * 1024);
+        let spacing = crate::core::segment::candidate_spacing(cfg.segment_bytes);
         let progress = Live::default().progress;
         let p2 = progress.clone();
         let body = std::io::BufReader::with_capacity(

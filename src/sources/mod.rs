@@ -38,6 +38,17 @@ impl ObjectRef {
     pub fn url(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }
+
+    /// A local file for [`local::LocalFiles`]: the path as the key, no
+    /// bucket, not pinned.
+    pub fn local(path: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: String::new(),
+            key: path.to_owned(),
+            version_id: None,
+            etag: None,
+        }
+    }
 }
 
 impl std::fmt::Display for ObjectRef {
