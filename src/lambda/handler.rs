@@ -880,10 +880,11 @@ where
             AfterPart::TooManyParts => {
                 end_line = planned_end;
                 part.complete = false;
+                let parts = seg.part + 1;
                 part.error = Some(format!(
-                    "segment {} ran out of time in {} parts (K6TS_MAX_CONTINUATIONS later parts at most); lower K6TS_SEGMENT_BYTES and re-run it",
+                    "segment {} ran out of time in {parts} part{} (K6TS_MAX_CONTINUATIONS later parts at most); lower K6TS_SEGMENT_BYTES and re-run it",
                     seg.number,
-                    seg.part + 1
+                    if parts == 1 { "" } else { "s" },
                 ));
             }
         }
@@ -2152,12 +2153,12 @@ mod tests {
             ("K6TS_SEGMENT_BYTES", "1048576"),
             ("K6TS_MAX_PARALLEL", "8"),
             ("K6TS_WORK_BUDGET_SECONDS", "0.3"),
-            ("K6TS_MAX_CONTINUATIONS", "1"),
+            ("K6TS_MAX_CONTINUATIONS", "0"),
             ("K6TS_CONCURRENCY", "1"),
             ("K6TS_GROUP_WINDOW", "0"),
         ]);
         let writer = Writer {
-            delay: Duration::from_millis(100),
+            delay: Duration::from_millis(200),
             ..Writer::default()
         };
         let (h, source, _put, inv) = handler(c, writer);
@@ -2176,7 +2177,7 @@ mod tests {
         loop {
             let next = inv.0.lock().unwrap().pop();
             let Some((_, payload)) = next else { break };
-            assert!(payload["segment"]["part"].as_u64().unwrap_or(0) <= 1);
+            assert!(payload["segment"]["part"].as_u64().unwrap_or(0) == 0);
             let r = h.handle(payload, soon()).await.unwrap().reports.remove(0);
             if r.segments == first.reports[0].segments {
                 last = Some(r);
@@ -2185,7 +2186,7 @@ mod tests {
         let m = last.expect("a merged report");
         assert_eq!(m.outcome, Some(Outcome::Failed), "{m:?}");
         let err = m.error.unwrap_or_default();
-        assert!(err.contains("ran out of time in 2 parts"), "{err}");
+        assert!(err.contains("ran out of time in 1 part ("), "{err}");
         assert!(err.contains("segment 0 (lines 1-"), "{err}");
     }
 
