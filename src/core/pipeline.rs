@@ -147,13 +147,28 @@ struct Stage<'s, E: Encoder> {
     tmax: i64,
     /// The k6 JSON line parser.
     parse: ParseLine,
+    /// The last `data.time` text parsed and its instant: the points of one
+    /// k6 request share their time, so most points skip the parse.
+    last_time: (String, Result<i64, TimeError>),
 }
 
-/// A k6 line parser ([`fast::parse_line`] or
-/// [`crate::core::k6::json::parse_line`]).
-type ParseLine = for<'a> fn(&'a str) -> Result<Line<'a>, LineError>;
+/// A k6 line parser ([`fast::parse_line_known`], or the serde parser
+/// alone), told the converter's known tag texts
+/// ([`Converter::known_tags`]).
+type ParseLine = for<'a, 'k> fn(&'a str, (&'k str, &'k str)) -> Result<Line<'a>, LineError>;
 
 impl<E: Encoder> Stage<'_, E> {
+    /// [`parse_rfc3339_ns`] of `text`, remembered for the next point.
+    #[inline]
+    fn time_of(&mut self, text: &str) -> Result<i64, TimeError> {
+        if self.last_time.0 != text {
+            self.last_time.0.clear();
+            self.last_time.0.push_str(text);
+            self.last_time.1 = parse_rfc3339_ns(text);
+        }
+        self.last_time.1
+    }
+
     /// A tick of live input: the group in progress and every request the
     /// encoder holds go out now (see `InputOptions::flush_interval` for
     /// what that costs), unless the sink stopped taking requests (then
@@ -270,7 +285,7 @@ pub fn run_from<R: Read + Send, E: Encoder>(
         progress,
         from,
         sink,
-        fast::parse_line,
+        fast::parse_line_known,
     )
 }
 
@@ -312,6 +327,8 @@ fn run_parsed<R: Read + Send, E: Encoder>(
         tmin,
         tmax,
         parse,
+        // "" is no time: its parse is an error, as it is here.
+        last_time: (String::new(), parse_rfc3339_ns("")),
     };
     let mut not_k6 = false;
     // The last line that was blank or not a usable line (tail rule).
@@ -480,7 +497,7 @@ fn detect(
     if csv::is_header(text) {
         return Detected::Csv;
     }
-    match parse_json(parse, text) {
+    match parse_json(parse, text, ("", "")) {
         Ok(Line::Metric { .. } | Line::Point(_)) => return Detected::Json,
         // A JSON object of another `type` is no evidence of k6.
         Ok(Line::Other { kind }) => seen.push((n, Unrecognised::Ignored(kind.into_owned()))),
@@ -516,8 +533,12 @@ fn settle(
 /// detection called it too (measured with the serde parser: two call sites
 /// cost the JSON path ~2.5 % more instructions).
 #[inline(never)]
-fn parse_json(parse: ParseLine, text: &str) -> Result<Line<'_>, LineError> {
-    parse(text)
+fn parse_json<'a>(
+    parse: ParseLine,
+    text: &'a str,
+    known: (&str, &str),
+) -> Result<Line<'a>, LineError> {
+    parse(text, known)
 }
 
 /// One line of k6 JSON output.
@@ -548,7 +569,7 @@ fn json_line<E: Encoder>(
         *last_bad_line = n;
         return true;
     };
-    match parse_json(stage.parse, text) {
+    match parse_json(stage.parse, text, stage.conv.known_tags()) {
         Err(e) => {
             report.skip(e.reason(), n);
             *last_bad_line = n;
@@ -559,7 +580,7 @@ fn json_line<E: Encoder>(
         }
         Ok(Line::Other { kind }) => *report.ignored.entry(kind.into_owned()).or_default() += 1,
         Ok(Line::Point(p)) => {
-            let t = parse_rfc3339_ns(&p.time);
+            let t = stage.time_of(&p.time);
             if matches!(t, Err(TimeError::Syntax | TimeError::Range)) {
                 report.skip("invalid_time", n);
                 *last_bad_line = n;
@@ -703,7 +724,10 @@ mod tests {
                 );
                 (reqs, out.report, out.error.map(|e| e.to_string()))
             };
-            let (fast, serde) = (run(fast::parse_line), run(json::parse_line));
+            let (fast, serde) = (
+                run(fast::parse_line_known),
+                run(|text, _| json::parse_line(text)),
+            );
             if fast != serde {
                 return Err(format!("{model:?}: the runs differ"));
             }
@@ -720,6 +744,32 @@ mod tests {
         // All fixtures as one input (metrics defined late, times jumping).
         let all: Vec<u8> = fixtures.iter().flat_map(|(_, b)| b.clone()).collect();
         same_with_both_parsers(&all).unwrap();
+    }
+
+    /// Points with the same tag text reuse the previous point's dimensions
+    /// (and the parser leaves that text unparsed), unless a metric named
+    /// like one of the tags was defined in between: that renames the
+    /// dimension, so the tags are parsed and the dimensions built again.
+    #[test]
+    fn a_metric_named_like_a_tag_between_points_with_the_same_tags() {
+        let point = |m: &str| {
+            format!(
+                r#"{{"metric":"{m}","type":"Point","data":{{"time":"2026-11-25T10:00:00Z","value":1,"tags":{{"status":"200","url":"/"}}}}}}"#
+            )
+        };
+        let status =
+            r#"{"type":"Metric","data":{"name":"status","type":"counter"},"metric":"status"}"#;
+        let text = [point("a"), point("b"), status.to_owned(), point("c")].join("\n");
+        same_with_both_parsers(text.as_bytes()).unwrap();
+        let (sent, out) = go(text.as_bytes(), DataModel::Multi);
+        let records: Vec<&Record> = sent.iter().flatten().collect();
+        let names =
+            |r: &Record| -> Vec<String> { r.dimensions.iter().map(|d| d.name.clone()).collect() };
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].lines, [1, 2]);
+        assert_eq!(names(records[0]), ["status", "url"]);
+        assert_eq!(names(records[1]), ["tag_status", "url"]);
+        assert_eq!(out.report.adjusted["dimension_renamed_metric_clash"], 1);
     }
 
     proptest::proptest! {

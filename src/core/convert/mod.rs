@@ -29,7 +29,7 @@
 
 use crate::core::hash::{fnv1a, FnvBuild, FNV_OFFSET};
 use crate::core::k6::time::TimeError;
-use crate::core::k6::{MetricKind, Point};
+use crate::core::k6::{fast, MetricKind, Point, RawTags};
 use crate::core::model::{limits, DataModel, Dimension, Record, Values};
 use crate::core::report::RunReport;
 use crate::core::value::measure_text;
@@ -209,6 +209,15 @@ struct Group {
     lines: Vec<u64>,
     /// Metered size so far.
     size: usize,
+    /// The [`DimMemo::epoch`] its dimensions were built in (0: unknown, as
+    /// after a restore): a later point whose dimensions come from the same
+    /// build has the same dimensions, without comparing them.
+    #[serde(skip)]
+    memo: u64,
+    /// The [`MetricMemo`] bits of its measures (None: not kept, as after a
+    /// restore).
+    #[serde(skip)]
+    bits: Option<u64>,
 }
 
 /// A dimension of a point being converted: name, value, and whether it
@@ -235,6 +244,69 @@ pub struct Converter {
     /// missing), so not part of the serialised state.
     #[serde(skip)]
     tag_memo: Vec<NameMemo>,
+    /// The dimensions of the last point, by its tag and metadata text
+    /// (see [`Point::raw_tags`]). A cache like `tag_memo`: rebuilt from the
+    /// point whenever it does not match, so not serialised.
+    #[serde(skip)]
+    memo: DimMemo,
+    /// Per metric name, what its points share: `metrics[metric_index[name]]`
+    /// (a cache: rebuilt as the names come, so not serialised).
+    #[serde(skip)]
+    metric_index: HashMap<String, usize, FnvBuild>,
+    #[serde(skip)]
+    metrics: Vec<MetricMemo>,
+}
+
+/// What every point of one metric gets: one lookup per point instead of
+/// one per rule (kind, remembered names, measure name).
+struct MetricMemo {
+    /// The metric's kind, as `points_by_kind` counts it (kept up to date
+    /// by [`Converter::define_metric`]).
+    kind: &'static str,
+    /// Once a point of the metric got that far: its measure name, one bit
+    /// of a 64-bit set standing for the name (a hash), and the adjustments
+    /// the name made, made again for each point.
+    measure: Option<(String, u64, Vec<&'static str>)>,
+}
+
+/// The dimensions built for a point: what [`Converter::push_point`] takes
+/// them from, and (when the point's tag text is known) what the next points
+/// with the same text reuse instead of building them again.
+#[derive(Default)]
+struct DimMemo {
+    /// The `tags` text followed by the `metadata` text, split at `split`;
+    /// meaningful only when `known`.
+    text: String,
+    split: usize,
+    known: bool,
+    /// `names_gen` when built: a new metric name can rename a dimension.
+    gen: u64,
+    /// Bumped by every build (so never 0 once built).
+    epoch: u64,
+    /// Sorted, rule-abiding, before the record size rule.
+    dims: Vec<Dimension>,
+    mask: u128,
+    /// The report adjustments the build made, made again on each reuse.
+    adjusts: Vec<&'static str>,
+}
+
+impl DimMemo {
+    /// Were these dimensions built from `raw` (a point's tag and metadata text)?
+    fn matches(&self, raw: Option<RawTags<'_>>, gen: u64) -> bool {
+        match raw {
+            Some(RawTags {
+                tags: t,
+                metadata: m,
+                ..
+            }) if self.known && self.gen == gen => {
+                self.text.len() == t.len() + m.len()
+                    && self.split == t.len()
+                    && self.text.as_bytes()[..self.split] == *t.as_bytes()
+                    && self.text.as_bytes()[self.split..] == *m.as_bytes()
+            }
+            _ => false,
+        }
+    }
 }
 
 struct NameMemo {
@@ -260,6 +332,37 @@ impl Converter {
             group: None,
             names_gen: 0,
             tag_memo: Vec::new(),
+            memo: DimMemo::default(),
+            metric_index: HashMap::default(),
+            metrics: Vec::new(),
+        }
+    }
+
+    /// The measure name of metric `m` (an index from [`Self::metric_memo`])
+    /// made the first time, then given again with its adjustments; and its
+    /// bit.
+    fn measure_of(&mut self, m: usize, metric: &str, report: &mut RunReport) -> (String, u64) {
+        if self.metrics[m].measure.is_none() {
+            let mut adj = Vec::new();
+            let name = self.measure_name(metric, &mut adj);
+            let bit = 1u64 << (crate::core::hash::wide_hash(name.as_bytes(), 0) & 63);
+            self.metrics[m].measure = Some((name, bit, adj));
+        }
+        let (name, bit, adj) = self.metrics[m].measure.as_ref().expect("just made");
+        for a in adj {
+            report.adjust(a);
+        }
+        (name.clone(), *bit)
+    }
+
+    /// The `tags` and `metadata` texts of the last point, when known ("" for
+    /// none): what the line parser may leave unparsed in the next one
+    /// ([`fast::parse_line_known`]).
+    pub fn known_tags(&self) -> (&str, &str) {
+        if self.memo.known {
+            self.memo.text.split_at(self.memo.split)
+        } else {
+            ("", "")
         }
     }
 
@@ -267,6 +370,9 @@ impl Converter {
     pub fn define_metric(&mut self, name: &str, kind: Option<MetricKind>) {
         if let Some(k) = kind {
             self.kinds.insert(name.to_owned(), k);
+            if let Some(&m) = self.metric_index.get(name) {
+                self.metrics[m].kind = k.as_str();
+            }
         }
         if !self.metric_names.contains(name) {
             self.metric_names.insert(name.to_owned());
@@ -276,19 +382,23 @@ impl Converter {
 
     /// The measure name of a metric. Every name handed out is remembered,
     /// so no dimension is ever given the name of a measure.
-    fn measure_name(&mut self, metric: &str, report: &mut RunReport) -> String {
+    ///
+    /// A function of `metric` alone (its adjustments go to `adj`), apart
+    /// from remembering the name, which only the first call does: so
+    /// [`MetricMemo`] keeps the outcome.
+    fn measure_name(&mut self, metric: &str, adj: &mut Vec<&'static str>) -> String {
         let mut name = if metric.contains(':') {
-            report.adjust("measure_name_colon_replaced");
+            adj.push("measure_name_colon_replaced");
             metric.replace(':', "_")
         } else {
             metric.to_owned()
         };
         if is_reserved(&name) {
-            report.adjust("measure_renamed_reserved");
+            adj.push("measure_renamed_reserved");
             name = format!("k6_{name}");
         }
         if name.len() > limits::MAX_MEASURE_NAME_BYTES {
-            report.adjust("measure_name_truncated");
+            adj.push("measure_name_truncated");
             name = shorten_name(&name, limits::MAX_MEASURE_NAME_BYTES);
         }
         if name != metric && !self.metric_names.contains(&name) {
@@ -298,9 +408,31 @@ impl Converter {
         name
     }
 
-    /// The dimension name for a tag/metadata key (None: left out).
-    fn dim_name<'n>(&self, name: &'n str, report: &mut RunReport) -> Option<Cow<'n, str>> {
-        self.dim_name_with(name, &mut |a| report.adjust(a))
+    /// The index in `metrics` of the point's metric's state, made when it
+    /// is first seen (which also remembers the metric's name, as every
+    /// point's does).
+    fn metric_memo(&mut self, metric: &str) -> usize {
+        if let Some(&i) = self.metric_index.get(metric) {
+            return i;
+        }
+        if !self.metric_names.contains(metric) {
+            self.metric_names.insert(metric.to_owned());
+            self.names_gen += 1;
+        }
+        let kind = self.kinds.get(metric).map_or("unknown", |k| k.as_str());
+        self.metrics.push(MetricMemo {
+            kind,
+            measure: None,
+        });
+        self.metric_index
+            .insert(metric.to_owned(), self.metrics.len() - 1);
+        self.metrics.len() - 1
+    }
+
+    /// The dimension name for a tag/metadata key (None: left out); the
+    /// adjustments made go to `adj`.
+    fn dim_name<'n>(&self, name: &'n str, adj: &mut Vec<&'static str>) -> Option<Cow<'n, str>> {
+        self.dim_name_with(name, &mut |a| adj.push(a))
     }
 
     /// [`Self::dim_name`] through the positional memo (tags only).
@@ -308,13 +440,11 @@ impl Converter {
         &mut self,
         slot: usize,
         name: &'n str,
-        report: &mut RunReport,
+        adj: &mut Vec<&'static str>,
     ) -> Option<Cow<'n, str>> {
         if let Some(m) = self.tag_memo.get(slot) {
             if m.gen == self.names_gen && m.key == name {
-                for a in &m.adjusts {
-                    report.adjust(a);
-                }
+                adj.extend_from_slice(&m.adjusts);
                 return match &m.out {
                     None => None,
                     Some(None) => Some(Cow::Borrowed(name)),
@@ -324,9 +454,7 @@ impl Converter {
         }
         let mut adjusts = Vec::new();
         let out = self.dim_name_with(name, &mut |a| adjusts.push(a));
-        for a in &adjusts {
-            report.adjust(a);
-        }
+        adj.extend_from_slice(&adjusts);
         let memo = NameMemo {
             key: name.to_owned(),
             gen: self.names_gen,
@@ -378,13 +506,18 @@ impl Converter {
     /// Builds the sorted, rule-abiding dimensions of a point, borrowing
     /// from the line where no rule changes them (the common case: most
     /// points of a MULTI group then cost no dimension allocation at all).
-    fn dimensions<'p>(&mut self, p: &'p Point<'_>, report: &mut RunReport) -> Vec<PointDim<'p>> {
-        let mut dims: Vec<PointDim<'p>> = Vec::with_capacity(p.tags.len() + p.metadata.len() + 2);
+    fn dimensions<'p>(
+        &mut self,
+        tags: &'p [(Cow<'_, str>, Cow<'_, str>)],
+        metadata: &'p [(Cow<'_, str>, Cow<'_, str>)],
+        adj: &mut Vec<&'static str>,
+    ) -> Vec<PointDim<'p>> {
+        let mut dims: Vec<PointDim<'p>> = Vec::with_capacity(tags.len() + metadata.len() + 2);
         let push = |dims: &mut Vec<PointDim<'p>>,
                     name: Cow<'p, str>,
                     value: &'p str,
                     metadata: bool,
-                    report: &mut RunReport| {
+                    adj: &mut Vec<&'static str>| {
             let value = if value.len() > limits::MAX_VALUE_CHARS
                 && value.chars().count() > limits::MAX_VALUE_CHARS
             {
@@ -392,55 +525,55 @@ impl Converter {
                 truncate_chars(&mut v, limits::MAX_VALUE_CHARS);
                 if is_blank(&v) {
                     // Only whitespace within the first 2048 chars.
-                    report.adjust("dimension_blank_value_omitted");
+                    adj.push("dimension_blank_value_omitted");
                     return;
                 }
-                report.adjust("dimension_value_truncated");
+                adj.push("dimension_value_truncated");
                 Cow::Owned(v)
             } else {
                 Cow::Borrowed(value)
             };
             dims.push((name, value, metadata));
         };
-        for (i, (k, v)) in p.tags.iter().enumerate() {
+        for (i, (k, v)) in tags.iter().enumerate() {
             if let Some(why) = omitted_value(v) {
-                report.adjust(why);
+                adj.push(why);
                 continue;
             }
-            if let Some(n) = self.tag_name(i, k, report) {
-                push(&mut dims, n, v, false, report);
+            if let Some(n) = self.tag_name(i, k, adj) {
+                push(&mut dims, n, v, false, adj);
             }
         }
-        for (k, v) in &p.metadata {
+        for (k, v) in metadata {
             if let Some(why) = omitted_value(v) {
-                report.adjust(why);
+                adj.push(why);
                 continue;
             }
-            let n = if p.tags.iter().any(|(t, _)| t == k) {
-                report.adjust("metadata_renamed_tag_clash");
+            let n = if tags.iter().any(|(t, _)| t == k) {
+                adj.push("metadata_renamed_tag_clash");
                 let renamed = format!("meta_{k}");
-                self.dim_name(&renamed, report)
+                self.dim_name(&renamed, adj)
                     .map(|c| Cow::Owned(c.into_owned()))
             } else {
-                self.dim_name(k, report)
+                self.dim_name(k, adj)
             };
             if let Some(n) = n {
-                push(&mut dims, n, v, true, report);
+                push(&mut dims, n, v, true, adj);
             }
         }
         // "Has a tag" is judged on the point's own keys, before renames.
         // A tag left out (empty or blank) does not count.
-        let has = |n: &str| p.tags.iter().any(|(k, v)| k == n && has_content(v));
+        let has = |n: &str| tags.iter().any(|(k, v)| k == n && has_content(v));
         if let Some(t) = &self.opts.testid {
             if !has("testid") && has_content(t) {
-                if let Some(n) = self.dim_name("testid", report) {
+                if let Some(n) = self.dim_name("testid", adj) {
                     dims.push((Cow::Owned(n.into_owned()), Cow::Owned(t.clone()), false));
                 }
             }
         }
         for (k, v) in &self.opts.extra_dimensions {
             if !has(k) && has_content(v) {
-                if let Some(n) = self.dim_name(k, report) {
+                if let Some(n) = self.dim_name(k, adj) {
                     dims.push((Cow::Owned(n.into_owned()), Cow::Owned(v.clone()), false));
                 }
             }
@@ -449,10 +582,10 @@ impl Converter {
         let before = dims.len();
         dims.dedup_by(|b, a| a.0 == b.0);
         for _ in dims.len()..before {
-            report.adjust("dimension_duplicate_omitted");
+            adj.push("dimension_duplicate_omitted");
         }
         if dims.len() > limits::MAX_DIMENSIONS {
-            report.adjust("dimension_limit_exceeded");
+            adj.push("dimension_limit_exceeded");
             dims.truncate(limits::MAX_DIMENSIONS);
         }
         dims
@@ -472,12 +605,8 @@ impl Converter {
         emit: &mut dyn FnMut(Record),
     ) {
         report.points += 1;
-        let kind = self.kinds.get(&*p.metric).map_or("unknown", |k| k.as_str());
-        crate::core::report::bump_key(&mut report.points_by_kind, kind);
-        if !self.metric_names.contains(&*p.metric) {
-            self.metric_names.insert(p.metric.to_string());
-            self.names_gen += 1;
-        }
+        let m = self.metric_memo(&p.metric);
+        crate::core::report::bump_key(&mut report.points_by_kind, self.metrics[m].kind);
         let time_ns = match time {
             Ok(t) if t >= 0 => t,
             _ => {
@@ -490,9 +619,9 @@ impl Converter {
             return;
         }
         let value = measure_text(p.value, p.value_text.as_deref());
-        let measure = self.measure_name(&p.metric, report);
-        let borrowed = self.dimensions(p, report);
-        if borrowed.is_empty() {
+        let (measure, bit) = self.measure_of(m, &p.metric, report);
+        self.point_dimensions(p, report);
+        if self.memo.dims.is_empty() {
             // Timestream needs ≥ 1 dimension. Only possible with the
             // testid turned off and a point without tags or metadata.
             report.drop_point("no_dimensions", line);
@@ -500,7 +629,7 @@ impl Converter {
         }
         match self.opts.model {
             DataModel::Single => {
-                let (mut dims, mut mask) = owned(borrowed);
+                let (mut dims, mut mask) = (self.memo.dims.clone(), self.memo.mask);
                 let fixed =
                     limits::TIME_BYTES as usize + measure.len() + limits::DOUBLE_BYTES as usize;
                 fit_record(&mut dims, &mut mask, fixed, report);
@@ -521,20 +650,30 @@ impl Converter {
             }
             DataModel::Multi => {
                 let add = measure.len() + limits::DOUBLE_BYTES as usize;
+                let memo = &self.memo;
                 if let Some(g) = &mut self.group {
-                    let raw = g.raw_dims.as_ref().unwrap_or(&g.dims);
+                    // Dimensions from the build the group's came from are
+                    // the same; others are compared.
                     let same = g.time_ns == time_ns
-                        && raw.len() == borrowed.len()
-                        && raw
-                            .iter()
-                            .zip(&borrowed)
-                            .all(|(a, b)| a.name == b.0 && a.value == b.1)
-                        && (!self.opts.keep_metadata_apart || g.raw_mask == mask_of(&borrowed));
+                        && ((g.memo != 0 && g.memo == memo.epoch) || {
+                            let raw = g.raw_dims.as_ref().unwrap_or(&g.dims);
+                            *raw == memo.dims
+                                && (!self.opts.keep_metadata_apart || g.raw_mask == memo.mask)
+                        });
+                    // A measure whose bit is clear is not in the group; a
+                    // set bit (or none kept, after a restore) is checked.
+                    let repeated = || match g.bits {
+                        Some(b) if b & bit == 0 => false,
+                        _ => g.measures.iter().any(|(n, _)| *n == measure),
+                    };
                     if same
                         && g.size + add <= limits::MAX_RECORD_BYTES
                         && g.measures.len() < limits::MAX_MEASURES_PER_RECORD
-                        && !g.measures.iter().any(|(n, _)| *n == measure)
+                        && !repeated()
                     {
+                        if let Some(b) = &mut g.bits {
+                            *b |= bit;
+                        }
                         g.measures.push((measure, value));
                         g.lines.push(line);
                         g.size += add;
@@ -542,7 +681,8 @@ impl Converter {
                         return;
                     }
                 }
-                let (mut dims, mut mask) = owned(borrowed);
+                let (mut dims, mut mask) = (memo.dims.clone(), memo.mask);
+                let epoch = memo.epoch;
                 let raw_mask = mask;
                 let fixed = limits::TIME_BYTES as usize + self.opts.multi_measure_name.len() + add;
                 // Keep the original only when the size rule changed it.
@@ -565,8 +705,70 @@ impl Converter {
                     measures: vec![(measure, value)],
                     lines: vec![line],
                     size,
+                    memo: epoch,
+                    bits: Some(bit),
                 });
             }
+        }
+    }
+
+    /// Puts the point's dimensions (before the record size rule) into
+    /// `self.memo`: reused when they were built from the same tag and
+    /// metadata text under the same metric names, built otherwise. Either
+    /// way the report gets the build's adjustments, once per point.
+    fn point_dimensions<'p>(&mut self, p: &Point<'p>, report: &mut RunReport) {
+        if !self.memo.matches(p.raw_tags, self.names_gen) {
+            let mut adjusts = std::mem::take(&mut self.memo.adjusts);
+            adjusts.clear();
+            // A member the parser left unparsed (its text was the memo's,
+            // which the metric names have made stale since) is parsed now.
+            let parse = |elided: bool, text: &'p str| {
+                elided.then(|| fast::parse_pairs(text).expect("a member text the parser took"))
+            };
+            let raw = p.raw_tags.unwrap_or_default();
+            let (tags, metadata) = (
+                parse(raw.tags_elided, raw.tags),
+                parse(raw.metadata_elided, raw.metadata),
+            );
+            let built = self.dimensions(
+                tags.as_deref().unwrap_or(&p.tags),
+                metadata.as_deref().unwrap_or(&p.metadata),
+                &mut adjusts,
+            );
+            let memo = &mut self.memo;
+            memo.adjusts = adjusts;
+            memo.mask = mask_of(&built);
+            memo.dims.truncate(built.len());
+            let have = memo.dims.len();
+            for (i, (n, v, _)) in built.iter().enumerate() {
+                if i < have {
+                    let d = &mut memo.dims[i];
+                    d.name.clear();
+                    d.name.push_str(n);
+                    d.value.clear();
+                    d.value.push_str(v);
+                } else {
+                    memo.dims.push(Dimension {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    });
+                }
+            }
+            memo.gen = self.names_gen;
+            memo.epoch += 1;
+            memo.text.clear();
+            match p.raw_tags {
+                Some(r) => {
+                    memo.text.push_str(r.tags);
+                    memo.text.push_str(r.metadata);
+                    memo.split = r.tags.len();
+                    memo.known = true;
+                }
+                None => memo.known = false,
+            }
+        }
+        for a in &self.memo.adjusts {
+            report.adjust(a);
         }
     }
 
@@ -596,19 +798,6 @@ impl Converter {
             });
         }
     }
-}
-
-/// The owned dimensions and their [`Record::metadata_mask`].
-fn owned(v: Vec<PointDim<'_>>) -> (Vec<Dimension>, u128) {
-    let mask = mask_of(&v);
-    let dims = v
-        .into_iter()
-        .map(|(n, v, _)| Dimension {
-            name: n.into_owned(),
-            value: v.into_owned(),
-        })
-        .collect();
-    (dims, mask)
 }
 
 /// Bit `i` set when `dims[i]` came from metadata (at most

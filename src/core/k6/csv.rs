@@ -108,6 +108,7 @@ impl<'a> CsvPoint<'a> {
             value_text: Some(self.value_text),
             tags: self.tags,
             metadata: self.metadata,
+            raw_tags: None,
         }
     }
 }

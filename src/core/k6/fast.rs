@@ -39,10 +39,11 @@
 //! fixtures, on generated k6-like lines (with escapes, reordering,
 //! whitespace, duplicates, truncations, garbage) and on arbitrary input.
 
-use super::json::{self, Line, LineError, Point};
+use super::json::{self, Line, LineError, Point, RawTags};
 use std::borrow::Cow;
 
-type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+/// Parsed `tags` or `metadata`: (key, text) pairs in input order.
+pub type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// Capacity of a non-empty `tags` list: k6's HTTP metrics carry 9–13 tags,
 /// so this avoids the regrowth of a `Vec` started small; the list lives
@@ -66,13 +67,52 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
 /// [`json::parse_line`]" (which may well accept the line: `None` is not an
 /// error).
 pub fn parse_line_fast(line: &str) -> Option<Line<'_>> {
+    parse_line_fast_known(line, ("", ""))
+}
+
+/// [`parse_line`] for a caller that knows a `tags` and a `metadata` text
+/// (`known`, "" for none): those of the previous point, whose parsed form
+/// it keeps. A Point whose `data.tags` (`data.metadata`) text is exactly
+/// the known one comes back with that member not parsed: empty `tags`
+/// (`metadata`) and [`RawTags::tags_elided`] (`metadata_elided`) set; the
+/// caller takes the parsed form it keeps, or parses the text with
+/// [`parse_pairs`] (the same result: parsing a member reads exactly its
+/// text and depends on nothing else). Any other line: as [`parse_line`].
+///
+/// The known text must be one this parser parsed as such a member (taken
+/// from a [`RawTags`]): a prefix of the line equal to a complete member
+/// text is that member, so comparing replaces the scan.
+pub fn parse_line_known<'a>(line: &'a str, known: (&str, &str)) -> Result<Line<'a>, LineError> {
+    match parse_line_fast_known(line, known) {
+        Some(line) => Ok(line),
+        None => json::parse_line(line),
+    }
+}
+
+fn parse_line_fast_known<'a>(line: &'a str, known: (&str, &str)) -> Option<Line<'a>> {
     Scanner {
         text: line,
         bytes: line.as_bytes(),
         pos: 0,
+        known_tags: known.0.as_bytes(),
+        known_metadata: known.1.as_bytes(),
     }
     .point_line()
     .map(Line::Point)
+}
+
+/// The pairs of a `tags` or `metadata` text of a [`RawTags`] (`None` for
+/// any other text).
+pub fn parse_pairs(text: &str) -> Option<Pairs<'_>> {
+    let mut sc = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        known_tags: b"",
+        known_metadata: b"",
+    };
+    let pairs = sc.pairs(TAGS_CAPACITY)?;
+    (sc.pos == text.len()).then_some(pairs)
 }
 
 struct Data<'a> {
@@ -80,17 +120,23 @@ struct Data<'a> {
     value: f64,
     tags: Pairs<'a>,
     metadata: Pairs<'a>,
+    /// The text of `tags` and `metadata` ("" when absent), and whether
+    /// each was the known text (left unparsed).
+    raw: RawTags<'a>,
 }
 
 /// A cursor over the line. Every method returns `None` as soon as the
 /// input leaves the accepted grammar; `pos` is then meaningless.
-struct Scanner<'a> {
+struct Scanner<'a, 'k> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// The caller's known `tags` and `metadata` texts (empty: none).
+    known_tags: &'k [u8],
+    known_metadata: &'k [u8],
 }
 
-impl<'a> Scanner<'a> {
+impl<'a> Scanner<'a, '_> {
     #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
@@ -168,19 +214,26 @@ impl<'a> Scanner<'a> {
             metadata: data.metadata,
             // JSON values are numbers, formatted by the converter.
             value_text: None,
+            raw_tags: Some(data.raw),
         })
     }
 
     fn data(&mut self) -> Option<Data<'a>> {
         self.expect(b'{')?;
         let (mut time, mut value, mut tags, mut metadata) = (None, None, None, None);
+        let mut raw = RawTags::default();
         loop {
             match self.key()? {
                 b"time" if time.is_none() => time = Some(self.string()?),
                 b"value" if value.is_none() => value = Some(self.value()?),
-                b"tags" if tags.is_none() => tags = Some(self.pairs(TAGS_CAPACITY)?),
+                b"tags" if tags.is_none() => {
+                    let (pairs, text, elided) = self.member(TAGS_CAPACITY, self.known_tags)?;
+                    (tags, raw.tags, raw.tags_elided) = (Some(pairs), text, elided);
+                }
                 b"metadata" if metadata.is_none() => {
-                    metadata = Some(self.pairs(METADATA_CAPACITY)?)
+                    let (pairs, text, elided) =
+                        self.member(METADATA_CAPACITY, self.known_metadata)?;
+                    (metadata, raw.metadata, raw.metadata_elided) = (Some(pairs), text, elided);
                 }
                 // `name`/`type` (Metric fields) and anything unknown.
                 _ => return None,
@@ -194,7 +247,21 @@ impl<'a> Scanner<'a> {
             value: value?,
             tags: tags.unwrap_or_default(),
             metadata: metadata.unwrap_or_default(),
+            raw,
         })
+    }
+
+    /// A `tags` or `metadata` value: its pairs and its text, or, when the
+    /// text is `known` (non-empty), no pairs, the text, and `true`.
+    #[inline]
+    fn member(&mut self, capacity: usize, known: &[u8]) -> Option<(Pairs<'a>, &'a str, bool)> {
+        let start = self.pos;
+        if !known.is_empty() && self.bytes[start..].starts_with(known) {
+            self.pos += known.len();
+            return Some((Vec::new(), self.text.get(start..self.pos)?, true));
+        }
+        let pairs = self.pairs(capacity)?;
+        Some((pairs, self.text.get(start..self.pos)?, false))
     }
 
     /// A member name and its `:`. Names with escapes are left to serde
@@ -537,6 +604,14 @@ pub(crate) mod tests {
         let fast = parse_line_fast(line);
         let took_fast = fast.is_some();
         if let Some(got) = fast {
+            // Told its own member texts, the parser leaves them unparsed.
+            if let Line::Point(Point {
+                raw_tags: Some(r), ..
+            }) = &got
+            {
+                let elided = check_known(line, (r.tags, r.metadata)).expect("a Point");
+                assert_eq!(elided, (!r.tags.is_empty(), !r.metadata.is_empty()));
+            }
             assert!(
                 same(&Ok(got), &want),
                 "fast path differs on {line:?}:\n fast  {:?}\n serde {want:?}",
@@ -549,6 +624,32 @@ pub(crate) mod tests {
             "parse_line differs on {line:?}:\n got   {got:?}\n serde {want:?}"
         );
         took_fast
+    }
+
+    /// [`parse_line_known`] with `known` agrees with the serde parser once
+    /// the members it left unparsed are parsed from their text (which must
+    /// be the known one); returns which it left unparsed, for a Point.
+    fn check_known(line: &str, known: (&str, &str)) -> Option<(bool, bool)> {
+        let want = json::parse_line(line);
+        let mut got = parse_line_known(line, known);
+        let mut elided = None;
+        if let Ok(Line::Point(p)) = &mut got {
+            let r = p.raw_tags.unwrap_or_default();
+            if r.tags_elided {
+                assert!(p.tags.is_empty() && r.tags == known.0, "{line:?}");
+                p.tags = parse_pairs(r.tags).expect("an elided text parses");
+            }
+            if r.metadata_elided {
+                assert!(p.metadata.is_empty() && r.metadata == known.1, "{line:?}");
+                p.metadata = parse_pairs(r.metadata).expect("an elided text parses");
+            }
+            elided = Some((r.tags_elided, r.metadata_elided));
+        }
+        assert!(
+            same(&got, &want),
+            "parse_line_known differs on {line:?} knowing {known:?}:\n got   {got:?}\n serde {want:?}"
+        );
+        elided
     }
 
     /// Every string of a fast-path Point is borrowed from the line unless
@@ -638,6 +739,31 @@ pub(crate) mod tests {
         }
         println!("all fixtures: {total_fast}/{total_points} Points on the fast path");
         assert!(total_points > 4000);
+    }
+
+    /// Each fixture line parsed knowing the previous Point's member texts,
+    /// as the pipeline parses: the same results, and most members of real
+    /// k6 output are left unparsed.
+    #[test]
+    fn fixtures_with_the_previous_texts_known() {
+        let (mut members, mut elided) = (0usize, 0usize);
+        for (_, bytes) in fixtures() {
+            let mut known = (String::new(), String::new());
+            for raw in lines(&bytes) {
+                let text = String::from_utf8_lossy(raw);
+                if let Some((t, m)) = check_known(&text, (&known.0, &known.1)) {
+                    members += 2;
+                    elided += usize::from(t) + usize::from(m);
+                }
+                if let Ok(Line::Point(p)) = parse_line(&text) {
+                    if let Some(r) = p.raw_tags {
+                        known = (r.tags.to_owned(), r.metadata.to_owned());
+                    }
+                }
+            }
+        }
+        println!("{elided} of {members} members left unparsed");
+        assert!(elided > members / 4, "{elided} of {members}");
     }
 
     /// Older k6 (before `metadata`) wrote `type`, `data`, `metric`.
@@ -1160,8 +1286,24 @@ pub(crate) mod tests {
         #[test]
         fn generated_lines_and_all_their_prefixes(l in line()) {
             check(&l);
+            // Its member texts, known while its prefixes are parsed: a
+            // prefix may hold a whole member and break off after it.
+            let raw = match parse_line_fast(&l) {
+                Some(Line::Point(p)) => p.raw_tags.unwrap_or_default(),
+                _ => RawTags::default(),
+            };
             for (i, _) in l.char_indices() {
                 check(&l[..i]);
+                check_known(&l[..i], (raw.tags, raw.metadata));
+            }
+        }
+
+        #[test]
+        fn known_texts_of_other_lines(a in line(), b in line()) {
+            // What the pipeline does: the previous point's texts known.
+            if let Some(Line::Point(p)) = parse_line_fast(&a) {
+                let r = p.raw_tags.unwrap_or_default();
+                check_known(&b, (r.tags, r.metadata));
             }
         }
 

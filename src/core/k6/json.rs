@@ -77,6 +77,27 @@ pub struct Point<'a> {
     pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// `data.metadata` (k6 ≥ 0.41: `vu`, `iter`, trace ids, custom).
     pub metadata: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// The exact JSON text of `data.tags` and of `data.metadata` (empty
+    /// when the member is absent), when the parser kept it (the fast path
+    /// does; the serde parser and k6 CSV do not). Parsing is a function of
+    /// the text, so two points with equal texts have equal `tags` and
+    /// `metadata`: the converter then reuses the dimensions it built for
+    /// the previous point (k6 writes the ~10 points of one request with
+    /// the same tags) instead of building and comparing them again.
+    pub raw_tags: Option<RawTags<'a>>,
+}
+
+/// The exact JSON text of a point's `data.tags` and `data.metadata` ("" for
+/// an absent member), see [`Point::raw_tags`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawTags<'a> {
+    pub tags: &'a str,
+    pub metadata: &'a str,
+    /// `tags` was left unparsed (`Point::tags` is empty): its text is the
+    /// one the caller said it knows ([`super::fast::parse_line_known`]).
+    pub tags_elided: bool,
+    /// The same for `metadata`.
+    pub metadata_elided: bool,
 }
 
 /// Why a line could not be used. The names are the report's reason keys.
@@ -264,6 +285,7 @@ fn into_owned(l: Line<'_>) -> Line<'static> {
             value_text: p.value_text.map(|t| Cow::Owned(t.into_owned())),
             tags: own(p.tags),
             metadata: own(p.metadata),
+            raw_tags: None,
         }),
         Line::Metric { name, kind } => Line::Metric {
             name: Cow::Owned(name.into_owned()),
@@ -291,6 +313,7 @@ fn from_raw(raw: RawLine<'_>) -> Result<Line<'_>, LineError> {
                 value_text: None,
                 tags: data.tags.0,
                 metadata: data.metadata.0,
+                raw_tags: None,
             }))
         }
         "Metric" => {

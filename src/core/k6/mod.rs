@@ -7,4 +7,4 @@ pub mod fast;
 pub mod json;
 pub mod time;
 
-pub use json::{parse_line, Line, LineError, MetricKind, Point};
+pub use json::{parse_line, Line, LineError, MetricKind, Point, RawTags};

@@ -35,12 +35,25 @@ impl WriteRequest {
 /// [`CollisionGuard`]: a series is (dimensions, measure name); values are
 /// compared as measure sets.
 pub fn record_hashes(r: &Record) -> (u64, u64) {
+    let (_, series, value) = hashes(r);
+    (series, value)
+}
+
+/// A hash of a dimension list alone (what [`record_hashes`]' series hash
+/// starts from).
+fn dims_hash(dims: &[Dimension]) -> u64 {
     let mut s = FNV_OFFSET;
-    for d in &r.dimensions {
+    for d in dims {
         s = wide_hash(d.name.as_bytes(), s);
         s = wide_hash(d.value.as_bytes(), s ^ 0xff);
     }
-    s = wide_hash(r.measure_name.as_bytes(), s);
+    s
+}
+
+/// (dimensions hash, series hash, value hash) of a record.
+fn hashes(r: &Record) -> (u64, u64, u64) {
+    let dims = dims_hash(&r.dimensions);
+    let s = wide_hash(r.measure_name.as_bytes(), dims);
     let v = match &r.values {
         Values::Single(x) => wide_hash(x.as_bytes(), FNV_OFFSET),
         Values::Multi(m) => {
@@ -54,7 +67,7 @@ pub fn record_hashes(r: &Record) -> (u64, u64) {
             acc
         }
     };
-    (s, v)
+    (dims, s, v)
 }
 
 /// The dimensions of `r` that are not in the request's CommonAttributes:
@@ -145,6 +158,11 @@ pub struct Batcher {
     /// (drained one request per push, so at most `w`).
     #[serde(default)]
     ready: VecDeque<Record>,
+    /// The [`dims_hash`] of each record of `pending` (windowed batchers
+    /// only), computed with its collision hashes. Derivable, so not
+    /// serialised: a restored batcher computes what it lacks.
+    #[serde(skip)]
+    pending_dims: Vec<u64>,
 }
 
 impl Batcher {
@@ -167,6 +185,7 @@ impl Batcher {
             guard: CollisionGuard::new(collision_window_secs),
             group_window,
             ready: VecDeque::new(),
+            pending_dims: Vec::new(),
         }
     }
 
@@ -176,9 +195,22 @@ impl Batcher {
 
     /// Moves the gathered records, sorted, behind those already waiting.
     fn cut_window(&mut self) {
-        // Stable: equal keys (one series) keep their arrival order.
-        self.pending.sort_by(group_order);
-        self.ready.extend(self.pending.drain(..));
+        if self.pending_dims.len() != self.pending.len() {
+            // A restored batcher: the hashes were not serialised.
+            self.pending_dims = self
+                .pending
+                .iter()
+                .map(|r| dims_hash(&r.dimensions))
+                .collect();
+        }
+        let order = window_order(&self.pending, &self.pending_dims);
+        self.pending_dims.clear();
+        let mut slots: Vec<Option<Record>> = self.pending.drain(..).map(Some).collect();
+        self.ready.extend(
+            order
+                .into_iter()
+                .map(|i| slots[i as usize].take().expect("a permutation")),
+        );
     }
 
     /// The next request of sorted records, if any wait.
@@ -195,10 +227,82 @@ impl Batcher {
 /// The order records are grouped in: by dimensions (each list sorted, so
 /// lists sharing their leading dimensions are neighbours), then measure
 /// name (SINGLE requests whose records share it carry it once).
+#[cfg(test)]
 fn group_order(a: &Record, b: &Record) -> std::cmp::Ordering {
     a.dimensions
         .cmp(&b.dimensions)
         .then_with(|| a.measure_name.cmp(&b.measure_name))
+}
+
+/// The indices of `records` in the order of a stable sort by
+/// [`group_order`], given each record's [`dims_hash`] (`hashes[i]` for
+/// `records[i]`).
+///
+/// A window holds few distinct dimension lists (the series of a test's
+/// URLs), each many times, and comparing two equal lists costs two string
+/// compares per dimension: sorting the records themselves spent most of
+/// its time proving lists equal. Instead, each distinct list (found by its
+/// hash, equality checked, so a hash collision only costs a compare) and
+/// each distinct measure name is ranked once, and the records are sorted
+/// by (dimension rank, measure rank, arrival): the same order as the
+/// stable sort, by integer keys.
+fn window_order(records: &[Record], hashes: &[u64]) -> Vec<u32> {
+    use std::collections::HashMap;
+    debug_assert_eq!(records.len(), hashes.len());
+    // Distinct dimension lists: the first record of each, and each
+    // record's list.
+    let mut lists: Vec<usize> = Vec::new();
+    let mut by_hash: HashMap<u64, Vec<u32>, crate::core::hash::FnvBuild> = HashMap::default();
+    let mut names: HashMap<&str, u32, crate::core::hash::FnvBuild> = HashMap::default();
+    let mut of: Vec<(u32, u32)> = Vec::with_capacity(records.len());
+    for (i, (r, h)) in records.iter().zip(hashes).enumerate() {
+        let same = by_hash.entry(*h).or_default();
+        let list = match same
+            .iter()
+            .find(|&&l| records[lists[l as usize]].dimensions == r.dimensions)
+        {
+            Some(&l) => l,
+            None => {
+                let l = lists.len() as u32;
+                lists.push(i);
+                same.push(l);
+                l
+            }
+        };
+        let next = names.len() as u32;
+        let name = *names.entry(r.measure_name.as_str()).or_insert(next);
+        of.push((list, name));
+    }
+    let mut list_rank = vec![0u64; lists.len()];
+    let mut sorted: Vec<u32> = (0..lists.len() as u32).collect();
+    sorted.sort_unstable_by(|&a, &b| {
+        records[lists[a as usize]]
+            .dimensions
+            .cmp(&records[lists[b as usize]].dimensions)
+    });
+    for (rank, &l) in sorted.iter().enumerate() {
+        list_rank[l as usize] = rank as u64;
+    }
+    let mut name_rank = vec![0u64; names.len()];
+    let mut sorted: Vec<(&str, u32)> = names.into_iter().collect();
+    sorted.sort_unstable();
+    for (rank, &(_, n)) in sorted.iter().enumerate() {
+        name_rank[n as usize] = rank as u64;
+    }
+    // Unique keys (the index is part of them): an unstable sort gives the
+    // stable order.
+    let mut keys: Vec<(u64, u32)> = of
+        .iter()
+        .enumerate()
+        .map(|(i, &(l, n))| {
+            (
+                (list_rank[l as usize] << 32) | name_rank[n as usize],
+                i as u32,
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, i)| i).collect()
 }
 
 impl crate::core::pipeline::Encoder for Batcher {
@@ -206,9 +310,12 @@ impl crate::core::pipeline::Encoder for Batcher {
 
     /// Adds a record; returns a request when one is complete.
     fn push(&mut self, mut r: Record, report: &mut RunReport) -> Option<WriteRequest> {
-        let (series, value) = record_hashes(&r);
+        let (dims, series, value) = hashes(&r);
         self.guard.admit(&mut r, series, value, report);
         report.records += 1;
+        if self.windowed() && self.pending_dims.len() == self.pending.len() {
+            self.pending_dims.push(dims);
+        }
         self.pending.push(r);
         if !self.windowed() {
             return (self.pending.len() == limits::MAX_RECORDS_PER_REQUEST).then(|| {
@@ -272,7 +379,21 @@ pub fn build_request(seq: u64, model: DataModel, records: Vec<Record>) -> WriteR
         .map(|r| r.dimensions.clone())
         .unwrap_or_default();
     for r in records.iter().skip(1) {
-        common.retain(|d| r.dimensions.binary_search(d).is_ok());
+        // Both lists are sorted: one merge walk.
+        let mut rest = r.dimensions.as_slice();
+        common.retain(|d| {
+            while let Some((first, tail)) = rest.split_first() {
+                match first.cmp(d) {
+                    std::cmp::Ordering::Less => rest = tail,
+                    std::cmp::Ordering::Equal => {
+                        rest = tail;
+                        return true;
+                    }
+                    std::cmp::Ordering::Greater => return false,
+                }
+            }
+            false
+        });
         if common.is_empty() {
             break;
         }
@@ -347,6 +468,51 @@ mod tests {
             time_ns: t,
             lines: vec![1],
             metadata_mask: 0,
+        }
+    }
+
+    proptest::proptest! {
+        /// The ranked order is the stable sort by `group_order`, with real
+        /// hashes and with every hash colliding.
+        #[test]
+        fn window_order_is_the_stable_group_order(
+            specs in proptest::collection::vec(
+                (proptest::collection::vec((0u8..3, 0u8..3), 0..4), 0u8..3),
+                0..60,
+            ),
+            collide in proptest::bool::ANY,
+        ) {
+            let records: Vec<Record> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (dims, m))| {
+                    let mut dims: Vec<(String, String)> = dims
+                        .iter()
+                        .map(|(n, v)| (format!("d{n}"), format!("v{v}")))
+                        .collect();
+                    dims.sort();
+                    dims.dedup_by(|a, b| a.0 == b.0);
+                    let dims: Vec<(&str, &str)> =
+                        dims.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    Record {
+                        measure_name: format!("m{m}"),
+                        lines: vec![i as u64],
+                        ..rec(&dims, 0, "1")
+                    }
+                })
+                .collect();
+            let hashes: Vec<u64> = records
+                .iter()
+                .map(|r| if collide { 7 } else { dims_hash(&r.dimensions) })
+                .collect();
+            let got: Vec<u64> = window_order(&records, &hashes)
+                .into_iter()
+                .map(|i| records[i as usize].lines[0])
+                .collect();
+            let mut want: Vec<&Record> = records.iter().collect();
+            want.sort_by(|a, b| group_order(a, b));
+            let want: Vec<u64> = want.iter().map(|r| r.lines[0]).collect();
+            proptest::prop_assert_eq!(got, want);
         }
     }
 
