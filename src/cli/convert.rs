@@ -183,7 +183,7 @@ where
 
 /// Records handed to the encoder's thread at a time: few wakeups, little
 /// held in flight.
-const OFFLOAD_BATCH: usize = 64;
+const OFFLOAD_BATCH: usize = 512;
 
 /// What [`Offloaded`] sends its thread.
 enum Work {
