@@ -368,19 +368,10 @@ where
     }
 }
 
-/// Adds the counters an encoder keeps (the Timestream batcher and its
-/// collision guard: records, requests, estimated bytes, nudges,
-/// duplicates, window misses) from `from`, an encoder's own report, to
-/// `into`. Debug builds check that the encoder touched nothing else.
+/// [`RunReport::add_encoder_counters`] of `from`, an encoder's own report,
+/// to `into`. Debug builds check that the encoder touched nothing else.
 fn add_encoder_counters(into: &mut RunReport, from: &RunReport) {
-    into.records += from.records;
-    into.batches += from.batches;
-    into.estimated_event_bytes += from.estimated_event_bytes;
-    into.estimated_write_bytes += from.estimated_write_bytes;
-    into.nudged += from.nudged;
-    into.identical_duplicates += from.identical_duplicates;
-    into.identical_duplicate_measures += from.identical_duplicate_measures;
-    into.collision_window_misses += from.collision_window_misses;
+    into.add_encoder_counters(from);
     debug_assert_eq!(
         RunReport {
             records: 0,

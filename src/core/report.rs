@@ -184,6 +184,20 @@ impl RunReport {
         self.points == self.measures + self.dropped_total()
     }
 
+    /// Adds the counters an encoder keeps (the Timestream batcher and its
+    /// collision guard: records, requests, estimated bytes, nudges,
+    /// duplicates, window misses) of `c`.
+    pub fn add_encoder_counters(&mut self, c: &RunReport) {
+        self.records += c.records;
+        self.batches += c.batches;
+        self.estimated_event_bytes += c.estimated_event_bytes;
+        self.estimated_write_bytes += c.estimated_write_bytes;
+        self.nudged += c.nudged;
+        self.identical_duplicates += c.identical_duplicates;
+        self.identical_duplicate_measures += c.identical_duplicate_measures;
+        self.collision_window_misses += c.collision_window_misses;
+    }
+
     /// Adds the writer-side counters of an earlier invocation (Lambda
     /// continuations): the conversion side is recomputed by re-reading.
     pub fn add_carried(&mut self, c: &RunReport) {
@@ -191,9 +205,7 @@ impl RunReport {
         self.written_measures += c.written_measures;
         self.rejected_records += c.rejected_records;
         self.rejected_measures += c.rejected_measures;
-        for (k, v) in &c.rejected_reasons {
-            *self.rejected_reasons.entry(k.clone()).or_default() += v;
-        }
+        add_counts(&mut self.rejected_reasons, &c.rejected_reasons);
         self.retries += c.retries;
         self.splits += c.splits;
         self.dead_lettered += c.dead_lettered;
@@ -284,6 +296,13 @@ pub fn bump_key(m: &mut BTreeMap<String, u64>, key: &str) {
         None => {
             m.insert(key.to_owned(), 1);
         }
+    }
+}
+
+/// Adds the counts of `from` to `into`, key by key.
+pub(crate) fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
     }
 }
 

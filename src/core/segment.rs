@@ -62,7 +62,7 @@ use crate::core::k6::time::{format_rfc3339_ns, parse_rfc3339_ns, TimeError};
 use crate::core::k6::{parse_line, Line, MetricKind};
 use crate::core::model::Record;
 use crate::core::pipeline::{Encoder, PipelineOptions, TRUNCATED_TAIL};
-use crate::core::report::RunReport;
+use crate::core::report::{add_counts, RunReport};
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::ops::ControlFlow;
@@ -876,22 +876,15 @@ pub fn merge_reports(parts: &[RunReport]) -> RunReport {
         m.blank_lines += p.blank_lines;
         m.metric_definitions += p.metric_definitions;
         m.points += p.points;
-        add_map(&mut m.points_by_kind, &p.points_by_kind);
+        add_counts(&mut m.points_by_kind, &p.points_by_kind);
         m.measures += p.measures;
-        m.records += p.records;
-        m.batches += p.batches;
-        add_map(&mut m.skipped, &p.skipped);
+        m.add_encoder_counters(p);
+        add_counts(&mut m.skipped, &p.skipped);
         add_lines(&mut m.skipped_first_lines, &p.skipped_first_lines);
-        add_map(&mut m.ignored, &p.ignored);
-        add_map(&mut m.dropped, &p.dropped);
+        add_counts(&mut m.ignored, &p.ignored);
+        add_counts(&mut m.dropped, &p.dropped);
         add_lines(&mut m.dropped_first_lines, &p.dropped_first_lines);
-        add_map(&mut m.adjusted, &p.adjusted);
-        m.nudged += p.nudged;
-        m.identical_duplicates += p.identical_duplicates;
-        m.identical_duplicate_measures += p.identical_duplicate_measures;
-        m.collision_window_misses += p.collision_window_misses;
-        m.estimated_write_bytes += p.estimated_write_bytes;
-        m.estimated_event_bytes += p.estimated_event_bytes;
+        add_counts(&mut m.adjusted, &p.adjusted);
         m.first_time = min_time(m.first_time.take(), p.first_time.clone(), true);
         m.last_time = min_time(m.last_time.take(), p.last_time.clone(), false);
         m.add_carried(p);
@@ -907,15 +900,6 @@ pub fn merge_reports(parts: &[RunReport]) -> RunReport {
     m.chain_bytes_read = m.chain_bytes_read.max(m.bytes_read);
     m.chain_bytes_decompressed = m.chain_bytes_decompressed.max(m.bytes_decompressed);
     m
-}
-
-fn add_map(
-    into: &mut std::collections::BTreeMap<String, u64>,
-    from: &std::collections::BTreeMap<String, u64>,
-) {
-    for (k, v) in from {
-        *into.entry(k.clone()).or_default() += v;
-    }
 }
 
 /// First lines per reason: the report keeps the first few of the whole
