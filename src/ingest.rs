@@ -165,12 +165,7 @@ where
     let (outcome, mut checkpoint) = match conv.await {
         Ok(o) => o,
         Err(e) => {
-            let failure = Failure::Internal(format!("converter failed: {e}"));
-            let mut report = RunReport {
-                error: Some(failure.message().to_owned()),
-                ..Default::default()
-            };
-            live.stats.merge_into(&mut report);
+            let (report, failure) = converter_failed(&e, &live);
             return IngestResult {
                 report,
                 drive,
@@ -207,6 +202,18 @@ where
         failure,
         checkpoint,
     }
+}
+
+/// The report and failure of a run whose converter thread panicked: the
+/// writer's counters so far, and the panic as an internal failure.
+fn converter_failed(e: &tokio::task::JoinError, live: &Live) -> (RunReport, Failure) {
+    let failure = Failure::Internal(format!("converter failed: {e}"));
+    let mut report = RunReport {
+        error: Some(failure.message().to_owned()),
+        ..Default::default()
+    };
+    live.stats.merge_into(&mut report);
+    (report, failure)
 }
 
 /// One segment (or a part of one) of a fanned-out input (see
@@ -279,15 +286,12 @@ where
     let outcome = match conv.await {
         Ok(o) => o,
         Err(e) => {
-            let failure = Failure::Internal(format!("converter failed: {e}"));
-            let mut report = RunReport {
-                error: Some(failure.message().to_owned()),
-                segments: 1,
-                ..Default::default()
-            };
-            live.stats.merge_into(&mut report);
+            let (report, failure) = converter_failed(&e, &live);
             return SegmentRun {
-                report,
+                report: RunReport {
+                    segments: 1,
+                    ..report
+                },
                 failure: Some(failure),
                 end_line: planned_end,
             };
