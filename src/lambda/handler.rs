@@ -1130,6 +1130,18 @@ mod tests {
     }
 
     impl Source {
+        /// Stores `body` under `key` with `etag` (no version).
+        fn add(&self, key: &str, body: Vec<u8>, etag: &str) {
+            self.objects.lock().unwrap().insert(
+                key.into(),
+                Obj {
+                    body,
+                    etag: etag.into(),
+                    version: None,
+                },
+            );
+        }
+
         fn read_from(&self, obj: &ObjectRef, offset: u64) -> Result<OpenedObject, SourceError> {
             self.opens.lock().unwrap().push(obj.clone());
             self.offsets.lock().unwrap().push(offset);
@@ -1322,31 +1334,22 @@ mod tests {
         .unwrap()
     }
 
-    fn handler(cfg: LambdaConfig, writer: Writer) -> (H, Arc<Source>, Put, Arc<Invoker>) {
-        let source = Arc::new(Source::default());
-        source.objects.lock().unwrap().insert(
-            "k6-results/run 1.json.gz".into(),
-            Obj {
-                body: fixture(),
-                etag: "e1".into(),
-                version: None,
-            },
-        );
-        // The same, not compressed.
+    /// [`fixture`] inflated.
+    fn fixture_plain() -> Vec<u8> {
         let mut plain = Vec::new();
         std::io::Read::read_to_end(
             &mut flate2::read::MultiGzDecoder::new(&fixture()[..]),
             &mut plain,
         )
         .unwrap();
-        source.objects.lock().unwrap().insert(
-            "k6-results/run 1.json".into(),
-            Obj {
-                body: plain,
-                etag: "e2".into(),
-                version: None,
-            },
-        );
+        plain
+    }
+
+    fn handler(cfg: LambdaConfig, writer: Writer) -> (H, Arc<Source>, Put, Arc<Invoker>) {
+        let source = Arc::new(Source::default());
+        source.add("k6-results/run 1.json.gz", fixture(), "e1");
+        // The same, not compressed.
+        source.add("k6-results/run 1.json", fixture_plain(), "e2");
         let put = Put::default();
         let inv = Arc::new(Invoker::default());
         (
@@ -1427,14 +1430,7 @@ mod tests {
             ("k6-results/run.csv", csv),
             ("k6-results/notes.json", b"a note\nmore notes\n".to_vec()),
         ] {
-            source.objects.lock().unwrap().insert(
-                key.into(),
-                Obj {
-                    body,
-                    etag: "e".into(),
-                    version: None,
-                },
-            );
+            source.add(key, body, "e");
         }
         let r = h
             .handle(s3_event("k6-results/run.csv", "e"), soon())
@@ -1678,13 +1674,7 @@ mod tests {
     /// `copies - 1 - k` years back), gzip'd at the default level as k6
     /// does: big enough for access points and several links.
     fn bigger(copies: i32) -> Vec<u8> {
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::MultiGzDecoder::new(&fixture()[..]),
-            &mut plain,
-        )
-        .unwrap();
-        let text = String::from_utf8(plain).unwrap();
+        let text = String::from_utf8(fixture_plain()).unwrap();
         let mut out = String::new();
         const AT: &str = "\"data\":{\"time\":\"";
         for k in 0..copies {
@@ -1726,14 +1716,7 @@ mod tests {
         ]);
         let (h, source, put, inv) = handler(c, slow());
         let body = bigger(7);
-        source.objects.lock().unwrap().insert(
-            "k6-results/big.json.gz".into(),
-            Obj {
-                body: body.clone(),
-                etag: "e3".into(),
-                version: None,
-            },
-        );
+        source.add("k6-results/big.json.gz", body.clone(), "e3");
         let reports = run_chain(&h, &inv, s3_event("k6-results/big.json.gz", "e3")).await;
         let last = reports.last().unwrap();
         assert_eq!(last.outcome, Some(Outcome::Complete), "{last:?}");
@@ -1743,23 +1726,16 @@ mod tests {
         assert!(offsets.len() >= 3, "ranged reads: {offsets:?}");
         let mut sent = h.writer.requests.lock().unwrap().clone();
         sent.sort_by_key(|q| q.seq);
-        let (h1, s1, ..) = handler(cfg(&[("K6TS_GROUP_WINDOW", "300")]), Writer::default());
-        s1.objects.lock().unwrap().insert(
-            "k6-results/big.json.gz".into(),
-            Obj {
-                body,
-                etag: "e3".into(),
-                version: None,
-            },
-        );
-        let one = h1
-            .handle(s3_event("k6-results/big.json.gz", "e3"), soon())
-            .await
-            .unwrap();
-        let mut want = h1.writer.requests.lock().unwrap().clone();
+        let (one, mut want) = serial_run(
+            cfg(&[("K6TS_GROUP_WINDOW", "300")]),
+            "k6-results/big.json.gz",
+            body,
+            "e3",
+        )
+        .await;
         want.sort_by_key(|q| q.seq);
         assert!(sent == want, "requests differ from an uninterrupted run");
-        let size = one.reports[0].bytes_decompressed;
+        let size = one.bytes_decompressed;
         let total = last.chain_bytes_decompressed;
         assert!(
             total * 10 <= size * 11,
@@ -1770,13 +1746,7 @@ mod tests {
     }
 
     fn plain_len() -> u64 {
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::MultiGzDecoder::new(&fixture()[..]),
-            &mut plain,
-        )
-        .unwrap();
-        plain.len() as u64
+        fixture_plain().len() as u64
     }
 
     /// A continuation whose checkpoint is missing or unusable (an event of
@@ -1866,13 +1836,84 @@ mod tests {
 
     /// The continuations still queued (after a first link run by the test).
     async fn run_chain_rest(h: &H, inv: &Invoker) -> Vec<RunReport> {
+        run_queued(h, inv, |n| n - 1, |_| {}).await
+    }
+
+    /// Runs the queued invocations until none is left, the next one at
+    /// `pick(queued)`, each payload shown to `each` first; their reports.
+    async fn run_queued(
+        h: &H,
+        inv: &Invoker,
+        mut pick: impl FnMut(usize) -> usize,
+        mut each: impl FnMut(&serde_json::Value),
+    ) -> Vec<RunReport> {
         let mut reports = Vec::new();
         loop {
-            let next = inv.0.lock().unwrap().pop();
-            let Some((_, payload)) = next else { break };
+            let payload = {
+                let mut q = inv.0.lock().unwrap();
+                if q.is_empty() {
+                    break;
+                }
+                let i = pick(q.len());
+                q.swap_remove(i).1
+            };
+            each(&payload);
+            assert!(reports.len() < 400, "the invocations do not end");
             reports.push(h.handle(payload, soon()).await.unwrap().reports.remove(0));
         }
         reports
+    }
+
+    /// [`run_queued`] in an order shuffled by `seed`.
+    async fn run_shuffled(
+        h: &H,
+        inv: &Invoker,
+        seed: u64,
+        each: impl FnMut(&serde_json::Value),
+    ) -> Vec<RunReport> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        run_queued(h, inv, |n| rng.usize(..n), each).await
+    }
+
+    /// The one complete (merged) report among a set's `reports`.
+    fn the_merged(reports: &[RunReport]) -> &RunReport {
+        let merged: Vec<&RunReport> = reports
+            .iter()
+            .filter(|r| r.outcome == Some(Outcome::Complete))
+            .collect();
+        assert_eq!(merged.len(), 1, "{reports:?}");
+        merged[0]
+    }
+
+    /// The records of `reqs` as sorted texts: what was written, in any
+    /// request order.
+    fn sorted_records(reqs: &[WriteRequest]) -> Vec<String> {
+        let mut v: Vec<String> = reqs
+            .iter()
+            .flat_map(|q| q.records.iter().map(|r| format!("{r:?}")))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// An uninterrupted run of `body` as `key` with `c`: its report and
+    /// the requests it wrote.
+    async fn serial_run(
+        c: LambdaConfig,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> (RunReport, Vec<WriteRequest>) {
+        let (h, source, ..) = handler(c, Writer::default());
+        source.add(key, body, etag);
+        let report = h
+            .handle(s3_event(key, etag), soon())
+            .await
+            .unwrap()
+            .reports
+            .remove(0);
+        let requests = h.writer.requests.lock().unwrap().clone();
+        (report, requests)
     }
 
     /// A big object fans out: the S3 event indexes it and starts the
@@ -1889,14 +1930,7 @@ mod tests {
         let (h, source, put, inv) = handler(c, Writer::default());
         let body = bigger(7);
         let key = "k6-results/big.json.gz";
-        source.objects.lock().unwrap().insert(
-            key.into(),
-            Obj {
-                body: body.clone(),
-                etag: "e3".into(),
-                version: None,
-            },
-        );
+        source.add(key, body.clone(), "e3");
         let first = h
             .handle(s3_event(key, "e3"), soon())
             .await
@@ -1907,59 +1941,21 @@ mod tests {
         let n = first.segments;
         assert!(n >= 4, "{n} segments");
         assert_eq!(inv.0.lock().unwrap().len(), 3, "the first wave");
-        let mut rng = fastrand::Rng::with_seed(7);
-        let mut reports = Vec::new();
         let mut ran = Vec::new();
-        loop {
-            let payload = {
-                let mut q = inv.0.lock().unwrap();
-                if q.is_empty() {
-                    break;
-                }
-                let i = rng.usize(..q.len());
-                q.swap_remove(i).1
-            };
+        let reports = run_shuffled(&h, &inv, 7, |payload| {
             ran.push(payload["segment"]["number"].as_u64().unwrap());
             assert_eq!(payload["segment"]["etag"], "e3");
-            reports.push(h.handle(payload, soon()).await.unwrap().reports.remove(0));
-        }
+        })
+        .await;
         ran.sort_unstable();
         assert_eq!(ran, (0..n).collect::<Vec<_>>(), "each segment run once");
-        let merged: Vec<&RunReport> = reports
-            .iter()
-            .filter(|r| r.outcome == Some(Outcome::Complete))
-            .collect();
-        assert_eq!(merged.len(), 1, "{reports:?}");
-        let m = merged[0];
+        let m = the_merged(&reports);
         assert_eq!(m.segments, n);
         // The records of one serial run, each written once.
-        let records = |reqs: &[WriteRequest]| {
-            let mut v: Vec<String> = reqs
-                .iter()
-                .flat_map(|q| q.records.iter().map(|r| format!("{r:?}")))
-                .collect();
-            v.sort();
-            v
-        };
         let sent = h.writer.requests.lock().unwrap().clone();
-        let (h1, s1, ..) = handler(cfg(&[]), Writer::default());
-        s1.objects.lock().unwrap().insert(
-            key.into(),
-            Obj {
-                body,
-                etag: "e3".into(),
-                version: None,
-            },
-        );
-        let serial = h1
-            .handle(s3_event(key, "e3"), soon())
-            .await
-            .unwrap()
-            .reports
-            .remove(0);
-        let want = h1.writer.requests.lock().unwrap().clone();
+        let (serial, want) = serial_run(cfg(&[]), key, body, "e3").await;
         assert!(
-            records(&sent) == records(&want),
+            sorted_records(&sent) == sorted_records(&want),
             "records differ from a serial run"
         );
         assert_eq!(
@@ -2052,14 +2048,7 @@ mod tests {
         let (h, source, put, inv) = handler(c, writer);
         let body = bigger(4);
         let key = "k6-results/slow.json.gz";
-        source.objects.lock().unwrap().insert(
-            key.into(),
-            Obj {
-                body: body.clone(),
-                etag: "e4".into(),
-                version: None,
-            },
-        );
+        source.add(key, body.clone(), "e4");
         let first = h
             .handle(s3_event(key, "e4"), soon())
             .await
@@ -2068,24 +2057,14 @@ mod tests {
             .remove(0);
         let n = first.segments;
         assert!(n >= 3, "{n} segments: {first:?}");
-        let mut rng = fastrand::Rng::with_seed(11);
-        let (mut reports, mut parts) = (Vec::new(), 0u32);
-        loop {
-            let payload = {
-                let mut q = inv.0.lock().unwrap();
-                if q.is_empty() {
-                    break;
-                }
-                let i = rng.usize(..q.len());
-                q.swap_remove(i).1
-            };
+        let mut parts = 0u32;
+        let reports = run_shuffled(&h, &inv, 11, |payload| {
             if payload["segment"]["start_line"].is_u64() {
                 parts += 1;
                 assert!(payload["segment"]["part"].as_u64().unwrap() >= 1);
             }
-            assert!(reports.len() < 400, "the segments do not end");
-            reports.push(h.handle(payload, soon()).await.unwrap().reports.remove(0));
-        }
+        })
+        .await;
         assert!(
             parts >= 2,
             "{parts} later parts: the budget did stop segments: {:?}",
@@ -2094,43 +2073,16 @@ mod tests {
                 .map(|r| (r.lines, r.batches, r.seconds))
                 .collect::<Vec<_>>()
         );
-        let merged: Vec<&RunReport> = reports
-            .iter()
-            .filter(|r| r.outcome == Some(Outcome::Complete))
-            .collect();
-        assert_eq!(merged.len(), 1, "{reports:?}");
-        let m = merged[0];
+        let m = the_merged(&reports);
         assert_eq!(m.segments, n);
-        let records = |reqs: &[WriteRequest]| {
-            let mut v: Vec<String> = reqs
-                .iter()
-                .flat_map(|q| q.records.iter().map(|r| format!("{r:?}")))
-                .collect();
-            v.sort();
-            v
-        };
-        let sent = h.writer.requests.lock().unwrap().clone();
-        let (h1, s1, ..) = handler(cfg(&[("K6TS_GROUP_WINDOW", "0")]), Writer::default());
-        s1.objects.lock().unwrap().insert(
-            key.into(),
-            Obj {
-                body,
-                etag: "e4".into(),
-                version: None,
-            },
-        );
-        let serial = h1
-            .handle(s3_event(key, "e4"), soon())
-            .await
-            .unwrap()
-            .reports
-            .remove(0);
-        let want = h1.writer.requests.lock().unwrap().clone();
+        let sent = sorted_records(&h.writer.requests.lock().unwrap());
+        let (serial, want) = serial_run(cfg(&[("K6TS_GROUP_WINDOW", "0")]), key, body, "e4").await;
+        let want = sorted_records(&want);
         assert!(
-            records(&sent) == records(&want),
+            sent == want,
             "records differ from a serial run ({} sent, {} serial)",
-            records(&sent).len(),
-            records(&want).len()
+            sent.len(),
+            want.len()
         );
         assert_eq!(
             (m.points, m.records, m.written_measures, m.lines, m.nudged),
@@ -2163,27 +2115,21 @@ mod tests {
         };
         let (h, source, _put, inv) = handler(c, writer);
         let key = "k6-results/too-slow.json.gz";
-        source.objects.lock().unwrap().insert(
-            key.into(),
-            Obj {
-                body: bigger(4),
-                etag: "e5".into(),
-                version: None,
-            },
-        );
+        source.add(key, bigger(4), "e5");
         let first = h.handle(s3_event(key, "e5"), soon()).await.unwrap();
         assert_eq!(first.reports[0].outcome, Some(Outcome::Continued));
-        let mut last = None;
-        loop {
-            let next = inv.0.lock().unwrap().pop();
-            let Some((_, payload)) = next else { break };
-            assert!(payload["segment"]["part"].as_u64().unwrap_or(0) == 0);
-            let r = h.handle(payload, soon()).await.unwrap().reports.remove(0);
-            if r.segments == first.reports[0].segments {
-                last = Some(r);
-            }
-        }
-        let m = last.expect("a merged report");
+        let reports = run_queued(
+            &h,
+            &inv,
+            |n| n - 1,
+            |payload| assert!(payload["segment"]["part"].as_u64().unwrap_or(0) == 0),
+        )
+        .await;
+        let n = first.reports[0].segments;
+        let m = reports
+            .into_iter()
+            .rfind(|r| r.segments == n)
+            .expect("a merged report");
         assert_eq!(m.outcome, Some(Outcome::Failed), "{m:?}");
         let err = m.error.unwrap_or_default();
         assert!(err.contains("ran out of time in 1 part ("), "{err}");
@@ -2201,14 +2147,7 @@ mod tests {
         ]);
         let (h, source, put, inv) = handler(c, Writer::default());
         let key = "k6-results/big.json.gz";
-        source.objects.lock().unwrap().insert(
-            key.into(),
-            Obj {
-                body: bigger(5),
-                etag: "e4".into(),
-                version: None,
-            },
-        );
+        source.add(key, bigger(5), "e4");
         h.handle(s3_event(key, "e4"), soon()).await.unwrap();
         let queued: Vec<serde_json::Value> =
             inv.0.lock().unwrap().drain(..).map(|(_, p)| p).collect();
