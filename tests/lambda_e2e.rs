@@ -513,7 +513,7 @@ fn lambda_end_to_end() {
 #[test]
 #[ignore]
 fn lambda_figures() {
-    let bin = std::env::var("K6TS_E2E_LAMBDA_BIN").unwrap_or_else(|_| LAMBDA_BIN.to_owned());
+    let bin = e2e_lambda_bin();
     let env = Env::start();
     let bucket = "k6-figures";
     env.create_bucket(bucket, false);
@@ -760,25 +760,14 @@ fn lambda_eventbridge_and_batch_operations() {
 #[test]
 #[ignore]
 fn lambda_big_object_chain() {
-    let big = std::env::var("K6TS_E2E_BIG").map_or_else(
-        |_| support::root().join("target/bench/big.json.gz"),
-        std::path::PathBuf::from,
-    );
-    assert!(
-        big.is_file(),
-        "{}: make one with scripts/fixtures/big.sh (or set K6TS_E2E_BIG)",
-        big.display()
-    );
-    let bin = std::env::var("K6TS_E2E_LAMBDA_BIN").unwrap_or_else(|_| LAMBDA_BIN.to_owned());
+    let bin = e2e_lambda_bin();
     let env = Env::start();
-    let bucket = "k6-big-chain";
-    env.create_bucket(bucket, false);
-    let key = "k6-results/big.json.gz";
-    let body = std::fs::read(&big).unwrap();
-    let plain = support::gunzip(&body).len() as u64;
-    let up = env.put(bucket, key, body);
-    let (want, want_r) = expected(&big, key);
-    assert!(want_r.points >= 300_000, "{} points", want_r.points);
+    let BigObject {
+        up,
+        plain,
+        want,
+        want_report: want_r,
+    } = env.put_big("k6-big-chain", "k6-results/big.json.gz");
     let f = env.start_function(
         &bin,
         &[
@@ -823,7 +812,7 @@ fn lambda_big_object_chain() {
         assert!(reports.iter().all(|r| r.batches_skipped == 0), "{what}");
         assert_complete(&last, &want_r, what);
         assert!(
-            env.list(bucket, "k6-timestream-state/").is_empty(),
+            env.list(&up.bucket, "k6-timestream-state/").is_empty(),
             "{what}: every checkpoint deleted"
         );
         reports.len()

@@ -158,25 +158,14 @@ fn a_big_object_fans_out_into_segments_and_stores_every_point_once() {
 #[test]
 #[ignore]
 fn lambda_big_object_fan_out() {
-    let big = std::env::var("K6TS_E2E_BIG").map_or_else(
-        |_| support::root().join("target/bench/big.json.gz"),
-        std::path::PathBuf::from,
-    );
-    assert!(
-        big.is_file(),
-        "{}: make one with scripts/fixtures/big.sh (or set K6TS_E2E_BIG)",
-        big.display()
-    );
-    let bin = std::env::var("K6TS_E2E_LAMBDA_BIN").unwrap_or_else(|_| LAMBDA_BIN.to_owned());
+    let bin = e2e_lambda_bin();
     let env = Env::start();
-    let bucket = "k6-big-fan-out";
-    env.create_bucket(bucket, false);
-    let key = "k6-results/big.json.gz";
-    let body = std::fs::read(&big).unwrap();
-    let plain = support::gunzip(&body).len() as u64;
-    let up = env.put(bucket, key, body);
-    let (want, want_r) = expected(&big, key);
-    assert!(want_r.points >= 300_000, "{} points", want_r.points);
+    let BigObject {
+        up,
+        plain,
+        want,
+        want_report: want_r,
+    } = env.put_big("k6-big-fan-out", "k6-results/big.json.gz");
     let segment_bytes = (plain / 5).to_string();
     let f = env.start_function(
         &bin,
@@ -251,7 +240,7 @@ fn lambda_big_object_fan_out() {
         }
         assert_same(&env.stored(), &want, round);
         assert!(
-            env.list(bucket, "k6-timestream-state/").is_empty(),
+            env.list(&up.bucket, "k6-timestream-state/").is_empty(),
             "{round}: the state is deleted"
         );
     }

@@ -597,6 +597,55 @@ pub fn expected(file: &Path, key: &str) -> (Vec<M>, RunReport) {
     measures::convert(file, &["--testid", &testid])
 }
 
+/// The Lambda binary the big end-to-end tests run: `K6TS_E2E_LAMBDA_BIN`
+/// (the scripts' release build), or this build's.
+pub fn e2e_lambda_bin() -> String {
+    std::env::var("K6TS_E2E_LAMBDA_BIN").unwrap_or_else(|_| LAMBDA_BIN.to_owned())
+}
+
+/// The big real k6 result of the end-to-end tests, uploaded.
+pub struct BigObject {
+    pub up: Uploaded,
+    /// Its inflated size.
+    pub plain: u64,
+    /// What `convert` makes of it: measures and report.
+    pub want: Vec<M>,
+    pub want_report: RunReport,
+}
+
+impl Env {
+    /// Uploads the big real k6 result (≥ 300k points: `K6TS_E2E_BIG`,
+    /// default `target/bench/big.json.gz` from `scripts/fixtures/big.sh`)
+    /// to a new `bucket` as `key`.
+    pub fn put_big(&self, bucket: &str, key: &str) -> BigObject {
+        let big = std::env::var("K6TS_E2E_BIG").map_or_else(
+            |_| super::root().join("target/bench/big.json.gz"),
+            std::path::PathBuf::from,
+        );
+        assert!(
+            big.is_file(),
+            "{}: make one with scripts/fixtures/big.sh (or set K6TS_E2E_BIG)",
+            big.display()
+        );
+        self.create_bucket(bucket, false);
+        let body = std::fs::read(&big).unwrap();
+        let plain = super::gunzip(&body).len() as u64;
+        let up = self.put(bucket, key, body);
+        let (want, want_report) = expected(&big, key);
+        assert!(
+            want_report.points >= 300_000,
+            "{} points",
+            want_report.points
+        );
+        BigObject {
+            up,
+            plain,
+            want,
+            want_report,
+        }
+    }
+}
+
 /// The checks every fully processed k6 object must pass.
 pub fn assert_complete(r: &RunReport, want: &RunReport, what: &str) {
     assert_eq!(
