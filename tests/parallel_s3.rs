@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use strict_timestream::TableConfig;
 use support::fixture;
-use support::http::{end_to_end_headers, full, response, Client, Server};
+use support::http::{full, response, Client, Server};
 use support::measures::{assert_same, convert, CLI_BIN};
 use support::moto::Moto;
 use support::procs::fake_aws_env;
@@ -72,11 +72,14 @@ fn longer_fixture(dir: &Path, copies: i64) -> (PathBuf, u64) {
     (path, plain)
 }
 
-fn put(s3: &aws_sdk_s3::Client, rt: &tokio::runtime::Runtime, key: &str, body: Vec<u8>) {
+/// Creates the bucket and stores `body` in it as `KEY`.
+fn upload(moto: &Moto, rt: &tokio::runtime::Runtime, body: Vec<u8>) {
+    let s3 = moto.s3_client();
     rt.block_on(async {
+        s3.create_bucket().bucket(BUCKET).send().await.unwrap();
         s3.put_object()
             .bucket(BUCKET)
-            .key(key)
+            .key(KEY)
             .body(body.into())
             .send()
             .await
@@ -160,13 +163,10 @@ fn an_s3_object_in_segments_stores_what_a_serial_run_stores() {
     let strict = strict();
     let dir = tempfile::tempdir().unwrap();
     // ~8.6 MB of JSON (~17,000 lines) in ~0.8 MB of gzip: four segments of
-    // ~2 MB, candidates every 256 KiB.
+    // ~2 MB, candidates every 32 KiB (the minimum: the spacing is reckoned
+    // from the gzip size).
     let (path, plain) = longer_fixture(dir.path(), 8);
-    let s3 = moto.s3_client();
-    strict.rt().block_on(async {
-        s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    });
-    put(&s3, strict.rt(), KEY, std::fs::read(&path).unwrap());
+    upload(&moto, strict.rt(), std::fs::read(&path).unwrap());
     let (want, converted) = convert(&path, &[]);
 
     let (out, serial) = ingest(&strict, &moto.url(), "serial", &[], dir.path());
@@ -300,16 +300,7 @@ fn replacing_proxy(
                 Ok(r) => r,
                 Err(e) => return response(502, &[], e),
             };
-            let mut res = hyper::Response::new(full(up.body.clone()));
-            *res.status_mut() = hyper::StatusCode::from_u16(up.status).unwrap();
-            *res.headers_mut() = end_to_end_headers(&up.headers, &[]);
-            let length = up
-                .header("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(up.body.len());
-            res.headers_mut()
-                .insert(hyper::header::CONTENT_LENGTH, length.into());
-            res
+            up.passed_on(full(up.body.clone()))
         }
     });
     (server, done)
@@ -321,11 +312,7 @@ fn an_object_replaced_after_the_index_pass_is_an_error_and_nothing_is_written() 
     let strict = strict();
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = longer_fixture(dir.path(), 8);
-    let s3 = moto.s3_client();
-    strict.rt().block_on(async {
-        s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    });
-    put(&s3, strict.rt(), KEY, std::fs::read(&path).unwrap());
+    upload(&moto, strict.rt(), std::fs::read(&path).unwrap());
     // The replacement: another real k6 result.
     let other = std::fs::read(fixture("offset.json.gz")).unwrap();
     let (proxy, replaced) = replacing_proxy(strict.rt(), &moto, other);

@@ -218,6 +218,22 @@ impl Reply {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
+
+    /// This reply passed on to a client with `body`: its status, its
+    /// end-to-end headers, and its own `Content-Length` (HEAD answers have
+    /// no body), else the body's, the whole one's also when `body` is cut.
+    pub fn passed_on(&self, body: Body) -> Response<Body> {
+        let mut res = Response::new(body);
+        *res.status_mut() = hyper::StatusCode::from_u16(self.status).unwrap();
+        *res.headers_mut() = end_to_end_headers(&self.headers, &[]);
+        let length = self
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.body.len());
+        res.headers_mut()
+            .insert(hyper::header::CONTENT_LENGTH, length.into());
+        res
+    }
 }
 
 /// A pooled HTTP/1.1 client (keep-alive, as the SDK's clients do).

@@ -8,7 +8,7 @@
 //! (test objects are a few MB at most), so a fault can cut them at an exact
 //! byte.
 
-use super::http::{channel_body, end_to_end_headers, full, response, Body, Client, Req, Server};
+use super::http::{channel_body, full, response, Body, Client, Req, Server};
 use hyper::body::Bytes;
 use hyper::{Method, Response};
 use std::net::SocketAddr;
@@ -79,7 +79,7 @@ impl FaultProxy {
                     Ok(r) => r,
                     Err(e) => return response(502, &[], e),
                 };
-                let mut res = Response::new(match fault {
+                let body = match fault {
                     Some(Fault::ResetBody { after }) => {
                         let (tx, body) = channel_body(2);
                         let head = up.body.slice(..after.min(up.body.len()));
@@ -96,18 +96,8 @@ impl FaultProxy {
                         trickle(up.body.clone(), chunk, delay)
                     }
                     _ => full(up.body.clone()),
-                });
-                *res.status_mut() = hyper::StatusCode::from_u16(up.status).unwrap();
-                *res.headers_mut() = end_to_end_headers(&up.headers, &[]);
-                // The upstream's length (HEAD answers have no body), else the
-                // body's: the whole object's, also when the body is cut.
-                let length = up
-                    .header("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(up.body.len());
-                res.headers_mut()
-                    .insert(hyper::header::CONTENT_LENGTH, length.into());
-                res
+                };
+                up.passed_on(body)
             }
         });
         FaultProxy { server, state }
