@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use support::influxdb::{FakeApi, FakeInflux, Fault, InfluxServer};
-use support::lambda::{k6_runs, reports_of, s3_event, Env, LAMBDA_BIN};
+use support::lambda::{k6_runs, reports_of, s3_event, Env, Uploaded, LAMBDA_BIN};
 use support::measures::CLI_BIN;
 use support::procs::{fake_aws_env, wait_until, Proc};
 use support::{gzip, root};
@@ -35,6 +35,25 @@ fn as_stored(points: &[ParsedPoint]) -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+/// `copies` real k6 runs as one object `key` (gzip) in a new `bucket`
+/// (`versioned` or not), and the points `convert` makes of them for the
+/// InfluxDB `api`.
+fn put_runs(
+    env: &Env,
+    bucket: &str,
+    versioned: bool,
+    key: &str,
+    copies: i32,
+    api: &str,
+) -> (Uploaded, Vec<ParsedPoint>) {
+    env.create_bucket(bucket, versioned);
+    let raw = k6_runs(copies);
+    let local = env.dir.path().join(format!("{bucket}.json"));
+    std::fs::write(&local, &raw).unwrap();
+    let want = expected_lines(&local, key, &["--influxdb-api", api]);
+    (env.put(bucket, key, gzip(&raw)), want)
 }
 
 /// The line protocol `convert --sink influxdb` makes of `file` for an
@@ -111,14 +130,14 @@ fn lambda_chain_into_influxdb_v2_with_the_token_from_secrets_manager() {
         "k6-timestream/influxdb",
         &format!("{{\"token\":\"{TOKEN}\"}}"),
     );
-    let bucket = "k6-influx-chain";
-    env.create_bucket(bucket, false);
-    let key = "k6-results/three runs.json.gz";
-    let raw = k6_runs(3);
-    let local = env.dir.path().join("three-runs.json");
-    std::fs::write(&local, &raw).unwrap();
-    let want = expected_lines(&local, key, &["--influxdb-api", "v2"]);
-    let up = env.put(bucket, key, gzip(&raw));
+    let (up, want) = put_runs(
+        &env,
+        "k6-influx-chain",
+        false,
+        "k6-results/three runs.json.gz",
+        3,
+        "v2",
+    );
     let f = env.start_function(
         LAMBDA_BIN,
         &[
@@ -164,7 +183,7 @@ fn lambda_chain_into_influxdb_v2_with_the_token_from_secrets_manager() {
         "{last:#?}"
     );
     assert!(
-        env.list(bucket, "k6-timestream-state/").is_empty(),
+        env.list(&up.bucket, "k6-timestream-state/").is_empty(),
         "every checkpoint deleted"
     );
 
@@ -186,14 +205,7 @@ fn lambda_into_a_real_influxd_through_the_v1_api() {
     let env = Env::start();
     let influx = InfluxServer::start();
     influx.create_database("k6lambda");
-    let bucket = "k6-influx-v1";
-    env.create_bucket(bucket, true);
-    let key = "runs/mixed.json.gz";
-    let raw = k6_runs(1);
-    let local = env.dir.path().join("mixed.json");
-    std::fs::write(&local, &raw).unwrap();
-    let want = expected_lines(&local, key, &["--influxdb-api", "v1"]);
-    let up = env.put(bucket, key, gzip(&raw));
+    let (up, want) = put_runs(&env, "k6-influx-v1", true, "runs/mixed.json.gz", 1, "v1");
     let f = env.start_function(
         LAMBDA_BIN,
         &[
