@@ -28,6 +28,24 @@ fn cli(timestream: &str, s3: Option<&str>) -> Command {
     c
 }
 
+/// `ingest` into `k6.files` on `strict`, its report to `summary`; the
+/// inputs are the caller's.
+fn ingest_files(strict: &Strict, summary: &Path) -> Command {
+    let mut c = cli(&strict.h().endpoint_url(), None);
+    c.args([
+        "ingest",
+        "--database",
+        "k6",
+        "--table",
+        "files",
+        "--progress",
+        "none",
+    ])
+    .arg("--summary-json")
+    .arg(summary);
+    c
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -258,18 +276,7 @@ fn several_files_and_globs_in_one_call() {
     let p = |x: &PathBuf| x.to_str().unwrap().to_owned();
     let pattern = format!("{}/*.json*", sub.display());
     let summary = dir.path().join("summary.json");
-    let out = cli(&strict.h().endpoint_url(), None)
-        .args([
-            "ingest",
-            "--database",
-            "k6",
-            "--table",
-            "files",
-            "--progress",
-            "none",
-        ])
-        .arg("--summary-json")
-        .arg(&summary)
+    let out = ingest_files(&strict, &summary)
         .args(files.iter().map(|(f, _)| p(f)))
         // A quoted glob (the shell did not expand it), and a file named twice.
         .arg(&pattern)
@@ -294,18 +301,7 @@ fn several_files_and_globs_in_one_call() {
     let bad = dir.path().join("bad.json.gz");
     let good = std::fs::read(fixture("offset.json.gz")).unwrap();
     std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
-    let out = cli(&strict.h().endpoint_url(), None)
-        .args([
-            "ingest",
-            "--database",
-            "k6",
-            "--table",
-            "files",
-            "--progress",
-            "none",
-        ])
-        .arg("--summary-json")
-        .arg(&summary)
+    let out = ingest_files(&strict, &summary)
         .arg(&bad)
         .arg(p(&files[1].0))
         .output()
