@@ -297,17 +297,15 @@ fn cli(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `ingest --sink influxdb --influxdb-api v1` of `input` into `db`; the
-/// output and the run report.
-fn ingest_v1(
+/// `ingest --sink influxdb --influxdb-api v1` of `inputs` into `db` on
+/// `server` with `extra` options, its report to `summary`.
+fn ingest_v1_to(
     server: &InfluxServer,
     db: &str,
-    input: &Path,
-    dir: &Path,
+    inputs: &[&Path],
+    summary: &Path,
     extra: &[&str],
-) -> (Output, RunReport) {
-    let summary = dir.join(format!("{db}.summary.json"));
-    let dl = dir.join(format!("{db}.dead-letter.jsonl"));
+) -> Output {
     let url = server.url();
     let mut args = vec![
         "ingest",
@@ -323,12 +321,26 @@ fn ingest_v1(
         "none",
         "--summary-json",
         summary.to_str().unwrap(),
-        "--dead-letter",
-        dl.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    args.push(input.to_str().unwrap());
-    let out = cli(&args);
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    cli(&args)
+}
+
+/// `ingest --sink influxdb --influxdb-api v1` of `input` into `db`; the
+/// output and the run report.
+fn ingest_v1(
+    server: &InfluxServer,
+    db: &str,
+    input: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> (Output, RunReport) {
+    let summary = dir.join(format!("{db}.summary.json"));
+    let dl = dir.join(format!("{db}.dead-letter.jsonl"));
+    let mut all = vec!["--dead-letter", dl.to_str().unwrap()];
+    all.extend_from_slice(extra);
+    let out = ingest_v1_to(server, db, &[input], &summary, &all);
     let report = std::fs::read_to_string(&summary)
         .map(|s| serde_json::from_str(&s).unwrap())
         .unwrap_or_default();
@@ -1045,25 +1057,7 @@ fn ingest_many(
 ) -> (Output, serde_json::Value) {
     let summary = dir.join(format!("{db}.many.summary.json"));
     let _ = std::fs::remove_file(&summary);
-    let url = server.url();
-    let mut args = vec![
-        "ingest",
-        "--sink",
-        "influxdb",
-        "--influxdb-api",
-        "v1",
-        "--influxdb-url",
-        &url,
-        "--influxdb-database",
-        db,
-        "--progress",
-        "none",
-        "--summary-json",
-        summary.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
-    let out = cli(&args);
+    let out = ingest_v1_to(server, db, inputs, &summary, extra);
     let s = std::fs::read_to_string(&summary)
         .map(|s| serde_json::from_str(&s).unwrap())
         .unwrap_or_default();
