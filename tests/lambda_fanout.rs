@@ -44,6 +44,22 @@ fn run_fan_out(env: &Env, f: &Function, first: &Value) -> Vec<RunReport> {
     reports
 }
 
+/// A merged report of every point of the object (`want`: what `convert`
+/// makes of it), each written, none rejected or dead-lettered.
+fn assert_every_point_written(last: &RunReport, want: &RunReport, what: &str) {
+    assert_eq!(
+        (last.points, last.measures, last.lines),
+        (want.points, want.measures, want.lines),
+        "{what}: {last:#?}"
+    );
+    assert_eq!(last.written_measures, last.measures, "{what}: {last:#?}");
+    assert_eq!(
+        (last.dead_lettered, last.rejected_records),
+        (0, 0),
+        "{what}: {last:#?}"
+    );
+}
+
 #[test]
 fn a_big_object_fans_out_into_segments_and_stores_every_point_once() {
     let env = Env::start();
@@ -90,17 +106,7 @@ fn a_big_object_fans_out_into_segments_and_stores_every_point_once() {
         1 + segments,
         "one invocation per segment"
     );
-    assert_eq!(
-        (last.points, last.measures, last.lines),
-        (want_r.points, want_r.measures, want_r.lines),
-        "{last:#?}"
-    );
-    assert_eq!(last.written_measures, last.measures, "{last:#?}");
-    assert_eq!(
-        (last.dead_lettered, last.rejected_records),
-        (0, 0),
-        "{last:#?}"
-    );
+    assert_every_point_written(last, &want_r, "fan-out");
     // The index pass inflates the object once, the segments once more
     // plus their look-backs and stopping overshoot.
     assert!(
@@ -209,17 +215,7 @@ fn lambda_big_object_fan_out() {
             last.chain_bytes_read,
             up.size
         );
-        assert_eq!(
-            (last.points, last.measures, last.lines),
-            (want_r.points, want_r.measures, want_r.lines),
-            "{round}: {last:#?}"
-        );
-        assert_eq!(last.written_measures, last.measures, "{round}: {last:#?}");
-        assert_eq!(
-            (last.dead_lettered, last.rejected_records),
-            (0, 0),
-            "{round}: {last:#?}"
-        );
+        assert_every_point_written(last, &want_r, round);
         if f.proc.pid() == budget.proc.pid() {
             assert!(parts > segments, "{round}: {parts} invocations");
         } else {
