@@ -9,31 +9,12 @@
 
 mod support;
 use std::process::Command;
-use strict_timestream::{Config, Faults, Server, TableConfig};
 use support::*;
 
 fn main() {
     let input = big_input();
     let bin = env!("CARGO_BIN_EXE_k6-timestream");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let cfg = Config {
-        tables: vec![
-            TableConfig::new("k6", "single").with_magnetic_writes(true),
-            TableConfig::new("k6", "multi").with_magnetic_writes(true),
-        ],
-        faults: Faults {
-            latency_ms: 20,
-            ..Default::default()
-        },
-        seed: 1,
-    };
-    let server = rt
-        .block_on(Server::start("127.0.0.1:0".parse().unwrap(), cfg))
-        .unwrap();
+    let (rt, server) = strict_endpoint(&["single", "multi"]);
     let url = server.endpoint_url();
     let dir = tempfile::tempdir().unwrap();
     let mut failed = false;

@@ -18,7 +18,6 @@
 
 mod support;
 use serde_json::Value;
-use strict_timestream::{Config, Faults, Server, TableConfig};
 use support::*;
 
 /// 8 copies of the ~420k-point file: ~3.4 M points, ~860 MB of JSON.
@@ -72,22 +71,7 @@ fn main() {
         gz.cpu.as_secs_f64()
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let cfg = Config {
-        tables: vec![TableConfig::new("k6", "load").with_magnetic_writes(true)],
-        faults: Faults {
-            latency_ms: 20,
-            ..Default::default()
-        },
-        seed: 1,
-    };
-    let server = rt
-        .block_on(Server::start("127.0.0.1:0".parse().unwrap(), cfg))
-        .unwrap();
+    let (rt, server) = strict_endpoint(&["load"]);
     let url = server.endpoint_url();
     let q = load.display();
     let mut stored = None;

@@ -145,3 +145,33 @@ pub fn make_longer_at(input: &str, out: &std::path::Path, copies: i64, level: fl
     }
     w.finish().unwrap().flush().unwrap();
 }
+
+/// The strict Timestream endpoint on a runtime of its own (one worker
+/// thread, beside the client being measured): `tables` of database `k6`
+/// with magnetic writes (the fixtures' times are long past), every
+/// WriteRecords call answered after 20 ms.
+pub fn strict_endpoint(
+    tables: &[&str],
+) -> (tokio::runtime::Runtime, strict_timestream::ServerHandle) {
+    use strict_timestream::{Config, Faults, Server, TableConfig};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = Config {
+        tables: tables
+            .iter()
+            .map(|t| TableConfig::new("k6", *t).with_magnetic_writes(true))
+            .collect(),
+        faults: Faults {
+            latency_ms: 20,
+            ..Default::default()
+        },
+        seed: 1,
+    };
+    let server = rt
+        .block_on(Server::start("127.0.0.1:0".parse().unwrap(), cfg))
+        .unwrap();
+    (rt, server)
+}
