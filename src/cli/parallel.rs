@@ -184,12 +184,7 @@ where
     let open_at = |offset: u64, part: String| {
         let (source, pinned, replaced) = (&source, &pinned, &replaced);
         async move {
-            let r = if offset > 0 {
-                source.open_from(pinned, offset).await
-            } else {
-                source.open(pinned).await
-            };
-            r.map_err(|e| match e {
+            source.open_at(pinned, offset).await.map_err(|e| match e {
                 SourceError::Changed(_) => replaced(part),
                 e => ParallelError::Open(e),
             })

@@ -249,12 +249,10 @@ where
                 etag: obj.etag.clone(),
                 version_id: obj.version_id.clone(),
             }),
-            Some(c) if c.state.input.source_offset() > 0 => {
-                self.source
-                    .open_from(&obj, c.state.input.source_offset())
-                    .await
+            c => {
+                let offset = c.as_ref().map_or(0, |c| c.state.input.source_offset());
+                self.source.open_at(&obj, offset).await
             }
-            _ => self.source.open(&obj).await,
         };
         let opened = match opened {
             Ok(o) => o,
@@ -761,12 +759,10 @@ where
             }
             spec.start_line = start;
         }
-        let offset = segment::source_offset(from.as_ref());
-        let opened = if offset > 0 {
-            self.source.open_from(obj, offset).await
-        } else {
-            self.source.open(obj).await
-        };
+        let opened = self
+            .source
+            .open_at(obj, segment::source_offset(from.as_ref()))
+            .await;
         let opened = match opened {
             Ok(o) => o,
             Err(e) if e.retryable() => return Err(RetryableError(e.to_string())),
@@ -866,19 +862,16 @@ where
         }
         // Ended early for time: the rest in another part, unless the
         // segment has taken too many already.
-        let mut end_line = run.end_line;
-        let mut next_part = None;
-        match fanout::after_part(
+        let (end_line, next_part) = match fanout::after_part(
             part.complete,
             run.end_line,
             planned_end,
             seg.part,
             cfg.max_continuations,
         ) {
-            AfterPart::Done => {}
-            AfterPart::GoOn(start) => next_part = Some(start),
+            AfterPart::Done => (run.end_line, None),
+            AfterPart::GoOn(start) => (run.end_line, Some(start)),
             AfterPart::TooManyParts => {
-                end_line = planned_end;
                 part.complete = false;
                 let parts = seg.part + 1;
                 part.error = Some(format!(
@@ -886,8 +879,9 @@ where
                     seg.number,
                     if parts == 1 { "" } else { "s" },
                 ));
+                (planned_end, None)
             }
-        }
+        };
         part.version_id.clone_from(&obj.version_id);
         part.seconds = started.elapsed().as_secs_f64();
         if seg.start_line.is_some() {

@@ -113,4 +113,20 @@ pub trait ObjectSource: Send + Sync + 'static {
         obj: &ObjectRef,
         offset: u64,
     ) -> impl Future<Output = Result<OpenedObject, SourceError>> + Send;
+
+    /// The object from byte `offset` on: [`Self::open`] from its start (a
+    /// plain read), else [`Self::open_from`].
+    fn open_at(
+        &self,
+        obj: &ObjectRef,
+        offset: u64,
+    ) -> impl Future<Output = Result<OpenedObject, SourceError>> + Send {
+        async move {
+            if offset > 0 {
+                self.open_from(obj, offset).await
+            } else {
+                self.open(obj).await
+            }
+        }
+    }
 }
