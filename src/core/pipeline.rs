@@ -800,19 +800,23 @@ mod tests {
         }
     }
 
-    /// Requests of at most three records.
-    struct Threes(Vec<Record>);
-    impl Encoder for Threes {
+    /// Requests of at most `N` records, nothing else.
+    #[derive(Default)]
+    pub(super) struct Chunks<const N: usize>(Vec<Record>);
+    impl<const N: usize> Encoder for Chunks<N> {
         type Request = Vec<Record>;
         fn push(&mut self, r: Record, _: &mut RunReport) -> Option<Vec<Record>> {
             self.0.push(r);
-            (self.0.len() == 3).then(|| std::mem::take(&mut self.0))
+            (self.0.len() == N).then(|| std::mem::take(&mut self.0))
         }
         fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
             (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
         }
         fn warm(&mut self, _: Record, _: &mut RunReport) {}
     }
+
+    /// Requests of at most three records.
+    type Threes = Chunks<3>;
 
     /// Hands out `cut` bytes, then fails like a dropped connection.
     struct Broken<'a>(&'a [u8], usize);
@@ -863,7 +867,7 @@ mod tests {
             src,
             "t",
             &opts,
-            &mut Threes(Vec::new()),
+            &mut Threes::default(),
             Arc::default(),
             &mut |r, _| {
                 sent.push(r);
@@ -981,7 +985,7 @@ mod tests {
         let opts = PipelineOptions::default();
         let (full, _) = go(csv.as_bytes(), DataModel::Multi);
         // Stop after the first request, go on from the stored state.
-        let mut enc = Threes(Vec::new());
+        let mut enc = Threes::default();
         let mut first = Vec::new();
         let out = run(
             csv.as_bytes(),
@@ -1042,19 +1046,7 @@ mod live_tests {
     use std::time::{Duration, Instant};
 
     /// Requests of up to 100 records, nothing else.
-    #[derive(Default)]
-    struct Plain(Vec<Record>);
-    impl Encoder for Plain {
-        type Request = Vec<Record>;
-        fn push(&mut self, r: Record, _: &mut RunReport) -> Option<Vec<Record>> {
-            self.0.push(r);
-            (self.0.len() == 100).then(|| std::mem::take(&mut self.0))
-        }
-        fn finish(&mut self, _: &mut RunReport) -> Option<Vec<Record>> {
-            (!self.0.is_empty()).then(|| std::mem::take(&mut self.0))
-        }
-        fn warm(&mut self, _: Record, _: &mut RunReport) {}
-    }
+    type Plain = super::tests::Chunks<100>;
 
     /// A pipe written by another thread: `parts` with `gap` in between.
     struct Pipe(mpsc::Receiver<Vec<u8>>, Vec<u8>);
