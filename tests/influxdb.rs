@@ -26,7 +26,7 @@ use k6_timestream::ingest::{ingest, Live, Sink};
 use k6_timestream::sinks::dead_letter::{Kind, MemorySink};
 use k6_timestream::sinks::driver::WriterConfig;
 use k6_timestream::sinks::influxdb::config::{Api, Auth};
-use k6_timestream::sinks::influxdb::encode::{parse_lines_with, Dialect, ParsedPoint, ParsedValue};
+use k6_timestream::sinks::influxdb::encode::{parse_lines_with, Dialect, ParsedValue};
 use k6_timestream::sinks::influxdb::{EncoderOptions, InfluxConfig, InfluxEncoder, InfluxWriter};
 use k6_timestream::sinks::retry::RetryPolicy;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -35,7 +35,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::influxdb::{
-    FakeApi, FakeInflux, Fault, InfluxOptions, InfluxServer, Stored, StoredPoint,
+    as_stored, FakeApi, FakeInflux, Fault, InfluxOptions, InfluxServer, Stored, StoredPoint,
 };
 use support::measures::CLI_BIN;
 use support::procs::fake_aws_env;
@@ -785,20 +785,6 @@ fn run_ingest(
         letters,
         seconds: started.elapsed().as_secs_f64(),
     }
-}
-
-/// What InfluxDB keeps of `points`: one point per measurement, tag set
-/// and time (a rewrite replaces it).
-fn as_stored(points: &[ParsedPoint]) -> BTreeMap<String, String> {
-    points
-        .iter()
-        .map(|p| {
-            (
-                format!("{}|{:?}|{}", p.measurement, p.tags, p.time_ns),
-                format!("{:?}", p.fields),
-            )
-        })
-        .collect()
 }
 
 /// The points of a fault-free run of `input` in `dialect`.

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::influxdb::{FakeApi, FakeInflux, Fault, InfluxServer};
+use support::influxdb::{as_stored, FakeApi, FakeInflux, Fault, InfluxServer};
 use support::lambda::{k6_runs, reports_of, s3_event, Env, Uploaded, LAMBDA_BIN};
 use support::measures::CLI_BIN;
 use support::procs::{fake_aws_env, wait_until, Proc};
@@ -22,20 +22,6 @@ use support::{gzip, root};
 const TOKEN: &str = "s3cr3t-t0ken/+=";
 const ORG: &str = "perf team";
 const BUCKET: &str = "k6";
-
-/// What InfluxDB keeps of `points`: one point per measurement, tag set
-/// and time (a later write of the same key replaces it).
-fn as_stored(points: &[ParsedPoint]) -> BTreeMap<String, String> {
-    points
-        .iter()
-        .map(|p| {
-            (
-                format!("{}|{:?}|{}", p.measurement, p.tags, p.time_ns),
-                format!("{:?}", p.fields),
-            )
-        })
-        .collect()
-}
 
 /// `copies` real k6 runs as one object `key` (gzip) in a new `bucket`
 /// (`versioned` or not), and the points `convert` makes of them for the

@@ -772,3 +772,18 @@ async fn handle(req: &Req, state: &Mutex<FakeState>, expect: &Expect) -> (Respon
     st.points.extend(stored);
     (reply, reset)
 }
+
+/// What InfluxDB keeps of `points`: one point per measurement, tag set
+/// and time (a later write of the same key replaces it), as comparable
+/// texts.
+pub fn as_stored(points: &[ParsedPoint]) -> BTreeMap<String, String> {
+    points
+        .iter()
+        .map(|p| {
+            (
+                format!("{}|{:?}|{}", p.measurement, p.tags, p.time_ns),
+                format!("{:?}", p.fields),
+            )
+        })
+        .collect()
+}
